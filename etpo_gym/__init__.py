@@ -1,0 +1,56 @@
+"""etpo-gym: Gymnasium environments where an agent writes data-science code.
+
+``import etpo_gym`` registers the environments::
+
+    import gymnasium as gym
+    import etpo_gym
+
+    env = gym.make("DataSci-v0", task="breast_cancer", sandbox="local")
+
+Registered ids: ``DataSci-v0`` (ETPO-style prompt, holdout scoring), ``DataSciRich-v0`` (rich
+prompt with a column table) and ``DataSciPaper-v0`` (the paper's protocol: mean of 5 random 50/50
+splits). ``etpo_gym`` never imports torch.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from gymnasium.envs.registration import register, registry
+
+from etpo_gym.errors import ConfigError, EtpoGymError, SandboxError, SandboxUnavailable, TaskError
+from etpo_gym.tasks import get_task, list_tasks, task_names
+from etpo_gym.tasks.base import Dataset, Task
+
+try:
+    __version__ = version("etpo-gym")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+ENV_IDS: tuple[str, ...] = ("DataSci-v0", "DataSciRich-v0", "DataSciPaper-v0")
+_ENTRY = "etpo_gym.envs.datasci:DataSciEnv"
+# nondeterministic: a step's outcome may depend on wall-clock limits (timeouts), and info
+# carries timings; same seed + same deterministic code still gives the same reward (tested).
+_VARIANTS = {
+    "DataSci-v0": {},
+    "DataSciRich-v0": {"prompt_style": "rich"},
+    "DataSciPaper-v0": {"protocol": "etpo"},
+}
+for _id, _kwargs in _VARIANTS.items():
+    if _id not in registry:
+        register(id=_id, entry_point=_ENTRY, kwargs=_kwargs, nondeterministic=True)
+
+__all__ = [
+    "ENV_IDS",
+    "ConfigError",
+    "Dataset",
+    "EtpoGymError",
+    "SandboxError",
+    "SandboxUnavailable",
+    "Task",
+    "TaskError",
+    "__version__",
+    "get_task",
+    "list_tasks",
+    "task_names",
+]

@@ -1,0 +1,3 @@
+from etpo_gym.cli import main
+
+raise SystemExit(main())

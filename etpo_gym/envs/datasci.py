@@ -1,0 +1,434 @@
+"""``DataSci-v0``: write a ``build_model`` function; it is fitted in a sandboxed Jupyter kernel and
+scored on hidden labels."""
+
+from __future__ import annotations
+
+import string
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from etpo_gym import prompts
+from etpo_gym.envs.driver import PRED_FILE, driver_cell
+from etpo_gym.errors import ConfigError, SandboxError
+from etpo_gym.notebook import EpisodeRecorder
+from etpo_gym.sandbox import Sandbox, Status, make_sandbox, resolve_backend
+from etpo_gym.sandbox.base import ExecResult
+from etpo_gym.scoring import PredictionError, check_predictions, score
+from etpo_gym.tasks import get_task
+from etpo_gym.tasks.base import Task, holdout_split
+
+PROTOCOLS: tuple[str, ...] = ("holdout", "etpo")
+ETPO_SPLIT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+#: Characters of the Text spaces: printable ASCII, whitespace, Latin-1 and common symbols.
+#: Observation characters outside it are replaced by "?"; actions are accepted as they are.
+CHARSET = frozenset(
+    string.printable
+    + "".join(chr(c) for c in range(0xA0, 0x180))
+    + "—–‘’“”…•→←↑↓≤≥≠±×÷µ°²³√∞≈✓✗│─┌┐└┘├┤"
+)
+
+_MAX_CODE_IN_PROMPT = 6000
+_MAX_ERROR_IN_PROMPT = 3000
+_TRACEBACK_LINES = 12
+
+
+@dataclass
+class _Outcome:
+    status: Status
+    score: float | None
+    error: str
+    detail: str  # traceback tail or validation message, for the reflection prompt
+    result: ExecResult | None
+    scores: list[float] | None = None
+
+
+class DataSciEnv(gym.Env[str, str]):
+    """Write the body of ``def build_model(x_train, y_train)``; get the held-out score as reward.
+
+    ## Description
+
+    The ETPO paper's data-science environment, made exact and honest. The observation is a
+    prompt describing a tabular task and a function template with ``<FILL_ME>``. The action is
+    code: a body for ``<FILL_ME>`` or a full ``def build_model`` (Markdown fences are stripped).
+    The env runs the code in a sandboxed Jupyter kernel, calls ``build_model`` on the training
+    split, predicts the evaluation split *inside the sandbox*, and scores the predictions *on the
+    host*: the evaluation labels never enter the sandbox (no file, no variable, no argument).
+
+    ## Action Space
+
+    ``Text(max_length=max_action_length, charset=CHARSET)``. Any string is accepted; garbage is
+    an error observation, never a crash.
+
+    ## Observation Space
+
+    ``Text(max_length=max_observation_length, charset=CHARSET)``: the prompt; after a failure, a
+    reflection prompt with the previous code and a concise error. Always ends with the template.
+
+    ## Rewards
+
+    On success, the task metric on the evaluation rows (ROC AUC — binary: positive-class
+    probability; multiclass: one-vs-one macro; regression: R², or −RMSE) and the episode
+    terminates. On any failure of the code (syntax error, exception, no ``model``, no
+    ``predict_proba``, predictions of wrong shape / NaN / inf / outside [0, 1], timeout, memory
+    cap, kernel death): ``error_reward``. A failure of the sandbox machinery itself is not the
+    agent's fault: reward 0, ``info["infra_error"] = True``, and the episode is truncated.
+
+    ## Episode End
+
+    Terminated on the first success; truncated after ``max_steps`` steps.
+
+    ## Info
+
+    ``score``, ``metric``, ``status`` (ok/error/timeout/oom/killed/infra_error), ``error``
+    (``"Type: message"``), ``elapsed_s``, ``stdout`` (tail), ``step``, ``task``, ``seed``,
+    ``infra_error``, ``code`` (the executed function), ``sandbox``, ``protocol``; with
+    ``protocol="etpo"`` also ``scores`` (per split) and ``score_std``; ``notebook`` (path) when
+    recording and the episode ended.
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``task`` | ``"breast_cancer"`` | a name from ``etpo_gym.list_tasks()``, a ``Task``, or a CSV path |
+    | ``target``, ``drop`` | ``None`` | for a CSV path: the target column, columns to ignore |
+    | ``sandbox`` | ``"auto"`` | ``"local"``, ``"docker"``, or ``"auto"`` (Docker if usable) |
+    | ``protocol`` | ``"holdout"`` | ``"holdout"``: one seeded split; ``"etpo"``: mean of 5 random 50/50 splits (seeds 0–4), each in a fresh kernel |
+    | ``eval_fraction`` | ``0.3`` | evaluation share of the holdout split |
+    | ``split_seed`` | ``None`` | fix the holdout split across episodes (``None``: the episode seed) |
+    | ``max_steps`` | ``5`` | steps before truncation |
+    | ``error_reward`` | ``-1.0`` | reward of a failed step |
+    | ``timeout`` | ``60.0`` | seconds per step, then interrupt → restart |
+    | ``memory_limit`` | backend's | bytes the kernel may use |
+    | ``prompt_style`` | ``"etpo"`` | ``"etpo"`` or ``"rich"`` (adds a column table and class balance) |
+    | ``record_dir`` | ``None`` | write each episode as a notebook there |
+    | ``max_observation_length`` / ``max_action_length`` | ``16384`` | Text space sizes |
+    | ``sandbox_kwargs`` | ``None`` | extra keyword arguments of the sandbox backend |
+    | ``render_mode`` | ``None`` | ``"ansi"`` |
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - Gymnasium convention
+
+    def __init__(
+        self,
+        task: str | Task = "breast_cancer",
+        *,
+        target: str | None = None,
+        drop: Sequence[str] | None = None,
+        sandbox: str = "auto",
+        protocol: str = "holdout",
+        eval_fraction: float = 0.3,
+        split_seed: int | None = None,
+        max_steps: int = 5,
+        error_reward: float = -1.0,
+        timeout: float = 60.0,
+        memory_limit: int | None = None,
+        prompt_style: str = "etpo",
+        record_dir: str | None = None,
+        max_observation_length: int = 16384,
+        max_action_length: int = 16384,
+        sandbox_kwargs: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol={protocol!r} is not one of {PROTOCOLS}")
+        if not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"max_steps={max_steps!r} must be an integer >= 1")
+        if not timeout or timeout <= 0:
+            raise ConfigError(f"timeout={timeout!r} must be a positive number of seconds")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"render_mode={render_mode!r} is not one of [None, 'ansi']")
+        if max_observation_length < 1024:
+            raise ConfigError(
+                f"max_observation_length={max_observation_length!r} must be at least 1024"
+            )
+        self.task = task if isinstance(task, Task) else get_task(task, target=target, drop=drop)
+        prompts.check_style(prompt_style)
+        self.protocol = protocol
+        self.eval_fraction = float(eval_fraction)
+        self.split_seed = split_seed
+        self.max_steps = max_steps
+        self.error_reward = float(error_reward)
+        self.timeout = float(timeout)
+        self.prompt_style = prompt_style
+        self.render_mode = render_mode
+        self.sandbox_name = resolve_backend(sandbox)
+        self._sandbox_kwargs = dict(sandbox_kwargs or {})
+        self._sandbox_kwargs.setdefault("timeout", self.timeout)
+        if memory_limit is not None:
+            self._sandbox_kwargs["memory_limit"] = int(memory_limit)
+        self.observation_space = spaces.Text(max_length=max_observation_length, charset=CHARSET)
+        self.action_space = spaces.Text(max_length=max_action_length, charset=CHARSET)
+        self._recorder = EpisodeRecorder(record_dir) if record_dir else None
+        self._sandbox: Sandbox | None = None
+        self._closed = False
+        self._episode = -1
+        self._seed = 0
+        self._next_seed: int | None = None
+        self._step = 0
+        self._done = True
+        self._train_idx = np.empty(0, dtype=np.int64)
+        self._eval_idx = np.empty(0, dtype=np.int64)
+        self._observation = ""
+        self._last: dict[str, Any] = {}
+        self._pending_infra = ""
+
+    # -- Gymnasium API -----------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._finish_notebook()
+        self._episode += 1
+        if seed is not None:
+            self._seed = int(seed)
+        elif self._next_seed is not None:
+            self._seed = self._next_seed
+        else:
+            self._seed = int(self.np_random.integers(0, 2**31 - 1))
+        # Drawn now so that a pooled sandbox can pre-start the next episode's kernel.
+        self._next_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._step = 0
+        self._done = False
+        self._last = {}
+        split_seed = self._seed if self.split_seed is None else self.split_seed
+        self._train_idx, self._eval_idx = holdout_split(
+            self.task.data.y,
+            split_seed,
+            self.eval_fraction,
+            stratify=self.task.task_type != "regression",
+        )
+        n_train = len(self._train_idx) if self.protocol == "holdout" else self.task.n_rows // 2
+        self._observation = self._clean(
+            prompts.initial_prompt(self.task, self.prompt_style, n_train=n_train)
+        )
+        info = self._base_info()
+        self._pending_infra = ""
+        try:
+            self._prepare_episode()
+        except SandboxError as exc:
+            # The step will try again; the agent must not be blamed either way.
+            self._pending_infra = str(exc)
+            info.update(status=str(Status.INFRA_ERROR), infra_error=True, error=str(exc))
+        if self._recorder is not None:
+            self._recorder.begin(
+                f"{self.task.name}__seed{self._seed}__ep{self._episode}",
+                self._observation,
+                {"task": self.task.name, "seed": self._seed, "sandbox": self.sandbox_name},
+            )
+        return self._observation, info
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._closed:
+            raise gym.error.ClosedEnvironmentError("step() called on a closed DataSci env")
+        if self._done:
+            raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
+        self._step += 1
+        code = prompts.action_to_code(action)
+        started = time.monotonic()
+        try:
+            if self._pending_infra:
+                self._prepare_episode()
+                self._pending_infra = ""
+            outcome = self._evaluate(code)
+        except SandboxError as exc:
+            outcome = _Outcome(Status.INFRA_ERROR, None, str(exc), "", None)
+            self._discard_sandbox()
+        elapsed = time.monotonic() - started
+
+        info = self._base_info()
+        result = outcome.result
+        info.update(
+            score=outcome.score,
+            status=str(outcome.status),
+            error=outcome.error,
+            elapsed_s=elapsed,
+            stdout=(result.stdout[-2000:] if result else ""),
+            code=code,
+            infra_error=outcome.status is Status.INFRA_ERROR,
+        )
+        if outcome.scores is not None:
+            info.update(scores=outcome.scores, score_std=float(np.std(outcome.scores)))
+
+        terminated = truncated = False
+        if outcome.status is Status.OK:
+            assert outcome.score is not None
+            reward = -outcome.score if self.task.metric == "rmse" else outcome.score
+            terminated = True
+            summary = f"**Reward {reward:.4f}** — {self.task.metric} {outcome.score:.4f}"
+        elif outcome.status is Status.INFRA_ERROR:
+            reward = 0.0
+            truncated = True
+            self._observation = self._clean(
+                prompts.initial_prompt(self.task, self.prompt_style)
+                + "\n# The sandbox failed (not your code); the episode was stopped.\n"
+            )
+            summary = f"**Infrastructure error** (not scored): {outcome.error}"
+        else:
+            reward = self.error_reward
+            truncated = self._step >= self.max_steps
+            text = outcome.error if not outcome.detail else outcome.detail
+            self._observation = self._reflection(code, text)
+            summary = f"**Reward {reward:.4f}** — status `{outcome.status}`: {outcome.error}"
+        self._done = terminated or truncated
+        if self._recorder is not None:
+            self._recorder.add_step(self._step, code, result.outputs if result else [], summary)
+            if self._done:
+                path = self._finish_notebook()
+                if path is not None:
+                    info["notebook"] = str(path)
+        self._last = {"reward": reward, **info}
+        return self._observation, float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        lines = [self._observation]
+        if self._last:
+            lines.append(
+                f"[step {self._last['step']}] status={self._last['status']} "
+                f"reward={self._last['reward']:.4f} score={self._last['score']}"
+            )
+            if self._last.get("error"):
+                lines.append(f"error: {self._last['error']}")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._finish_notebook()
+        finally:
+            self._discard_sandbox()
+        super().close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox, created on first use."""
+        if self._sandbox is None:
+            if self._closed:
+                raise gym.error.ClosedEnvironmentError("the DataSci env is closed")
+            self._sandbox = make_sandbox(self.sandbox_name, **self._sandbox_kwargs)
+        return self._sandbox
+
+    def _discard_sandbox(self) -> None:
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            sandbox.close()
+
+    def _base_info(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "metric": self.task.metric,
+            "protocol": self.protocol,
+            "sandbox": self.sandbox_name,
+            "seed": self._seed,
+            "step": self._step,
+            "score": None,
+            "status": "",
+            "error": "",
+            "elapsed_s": 0.0,
+            "stdout": "",
+            "infra_error": False,
+        }
+
+    def _prepare_episode(self) -> None:
+        """A fresh kernel state for the episode, with the holdout data in place."""
+        self.sandbox.reset(seed=self._seed)
+        if self.protocol == "holdout":
+            self._put_split(self._train_idx, self._eval_idx)
+        if self._next_seed is not None:
+            self.sandbox.prepare(self._next_seed)
+
+    def _put_split(self, train_idx: np.ndarray, eval_idx: np.ndarray) -> None:
+        data = self.task.data
+        x_train, y_train = data.rows(train_idx)
+        x_eval, _ = data.rows(eval_idx)  # the labels of the evaluation rows stay here
+        self.sandbox.put_data({"x_train": x_train, "y_train": y_train, "x_eval": x_eval})
+
+    def _evaluate(self, code: str) -> _Outcome:
+        if self.protocol == "holdout":
+            return self._run_split(code, self._eval_idx)
+        # The paper's protocol: 5 random 50/50 splits. A row's label is a training label in some
+        # splits and an evaluation label in others, so each split runs in a fresh kernel with only
+        # its own files: nothing can carry labels from one split into the next.
+        scores: list[float] = []
+        for split_seed in ETPO_SPLIT_SEEDS:
+            train_idx, eval_idx = holdout_split(
+                self.task.data.y, split_seed, 0.5, stratify=self.task.task_type != "regression"
+            )
+            if scores:
+                self.sandbox.reset(seed=self._seed)
+            self._put_split(train_idx, eval_idx)
+            outcome = self._run_split(code, eval_idx)
+            if outcome.status is not Status.OK:
+                return outcome
+            assert outcome.score is not None
+            scores.append(outcome.score)
+        outcome.score = float(np.mean(scores))
+        outcome.scores = scores
+        return outcome
+
+    def _run_split(self, code: str, eval_idx: np.ndarray) -> _Outcome:
+        cell = driver_cell(code, self.task.task_type, self.task.n_classes)
+        result = self.sandbox.execute(cell, timeout=self.timeout)
+        if result.status is Status.INFRA_ERROR:
+            return _Outcome(result.status, None, result.error, "", result)
+        if not result.ok:
+            detail = result.error
+            if result.status is Status.ERROR and result.traceback:
+                tail = result.traceback.splitlines()[-_TRACEBACK_LINES:]
+                detail = "\n".join(tail)
+            elif result.status is Status.TIMEOUT:
+                detail = f"{result.error} and was stopped" + (
+                    " (the kernel was restarted)" if result.restarted else ""
+                )
+            return _Outcome(result.status, None, result.error, detail, result)
+        try:
+            raw = self.sandbox.read_output(PRED_FILE)
+            pred = check_predictions(raw, self.task, len(eval_idx))
+        except FileNotFoundError as exc:
+            msg = f"NoPredictions: {exc} (did the code exit or replace the output directory?)"
+            return _Outcome(Status.ERROR, None, msg, msg, result)
+        except (PredictionError, ValueError) as exc:
+            msg = f"InvalidPredictions: {exc}"
+            return _Outcome(Status.ERROR, None, msg, msg, result)
+        value = score(self.task, self.task.data.y[eval_idx], pred)
+        return _Outcome(Status.OK, value, "", "", result)
+
+    def _reflection(self, code: str, error: str) -> str:
+        if len(code) > _MAX_CODE_IN_PROMPT:
+            code = code[:_MAX_CODE_IN_PROMPT] + "\n# ... (code truncated)"
+        if len(error) > _MAX_ERROR_IN_PROMPT:
+            error = "... " + error[-_MAX_ERROR_IN_PROMPT:]
+        n_train = len(self._train_idx) if self.protocol == "holdout" else self.task.n_rows // 2
+        text = prompts.reflection_prompt(self.task, code, error, self.prompt_style, n_train=n_train)
+        return self._clean(text)
+
+    def _clean(self, text: str) -> str:
+        """Fit ``text`` into the observation space: unknown characters → "?", and if too long,
+        keep the end (the template is last)."""
+        text = "".join(ch if ch in CHARSET else "?" for ch in text)
+        limit = self.observation_space.max_length
+        if len(text) > limit:
+            text = "..." + text[-(limit - 3) :]
+        return text
+
+    def _finish_notebook(self) -> Any:
+        if self._recorder is None:
+            return None
+        return self._recorder.finish()

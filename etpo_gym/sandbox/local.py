@@ -1,0 +1,446 @@
+"""A real ``ipykernel`` process on this machine, driven through ``jupyter_client``.
+
+This is the embedded default: it needs no Docker. Isolation is that of a process, tightened where
+it costs nothing:
+
+* a private temporary directory (``data/`` read-only inputs, ``out/`` predictions, ``work/`` the
+  working directory and ``HOME``, ``conn/`` the connection file and ZMQ **ipc** sockets — no TCP
+  port is opened);
+* a scrubbed environment (no host variables leak in), ``PYTHONHASHSEED`` set to the episode seed;
+* an address-space cap (``memory_limit``) so that a memory bomb raises ``MemoryError``;
+* the kernel dies with its owner (``PR_SET_PDEATHSIG``), runs in its own process group (the
+  whole group is killed on close), and, when the host runs as root, it runs without any
+  capability (``setpriv --bounding-set=-all``);
+* the owning process marks itself non-dumpable, so the kernel cannot read its memory (where the
+  hidden labels live) through ``/proc/PID/mem`` or ptrace.
+
+It does not hide the host's file system from the code: for untrusted code use ``sandbox="docker"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+
+from etpo_gym.errors import ConfigError, SandboxError
+from etpo_gym.sandbox import _kernel
+from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
+
+_PREFIX = "etpo-gym-local-"
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_DIR_NAME = re.compile(rf"^{re.escape(_PREFIX)}(\d+)-")
+
+#: Environment variables copied from the host into the kernel (nothing else is).
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+
+SETUP_CODE = """\
+import random as _r, numpy as _np
+_r.seed({seed}); _np.random.seed({seed})
+import pandas as _pd, sklearn as _sk
+del _r, _np, _pd, _sk
+"""
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def protect_host_memory() -> None:
+    """Make this process non-dumpable: processes without CAP_SYS_PTRACE (our kernels) cannot read
+    its memory via /proc/PID/mem or attach to it. Side effect: no core dumps, no debugger attach
+    by ordinary users."""
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_dirs(tmp: str | None = None) -> int:
+    """Remove sandbox directories left by owners that died (kill -9). Returns how many."""
+    base = Path(tmp or tempfile.gettempdir())
+    removed = 0
+    for entry in base.glob(_PREFIX + "*"):
+        match = _DIR_NAME.match(entry.name)
+        if match and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _clear_dir(path: Path) -> None:
+    """Empty ``path`` and recreate it as a real directory, whatever the code put there."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        for root, dirs, _files in os.walk(path):
+            for d in dirs:  # the code may have removed write permission on its own directories
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
+        shutil.rmtree(path)
+    path.mkdir(mode=0o700)
+
+
+def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` as ``NAME.npy`` (arrays) or ``NAME.pkl`` (DataFrame/Series), read-only."""
+    for name, value in arrays.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"data name {name!r} must be a Python identifier")
+        if isinstance(value, pd.DataFrame | pd.Series):
+            target = directory / f"{name}.pkl"
+            value.to_pickle(target)
+        else:
+            target = directory / f"{name}.npy"
+            array = np.asarray(value)
+            if array.dtype == object:
+                raise ConfigError(f"data {name!r}: object arrays are not accepted; use a DataFrame")
+            np.save(target, array, allow_pickle=False)
+        target.chmod(0o444)
+
+
+def load_output(directory: Path, name: str, max_bytes: int) -> np.ndarray:
+    """Read ``directory/name`` written by untrusted code: no symlinks (at either level), regular
+    file, at most ``max_bytes``, no pickles."""
+    if "/" in name or name.startswith("."):
+        raise ValueError(f"output name {name!r} must be a plain file name")
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: a symlink
+                raise ValueError(f"{name} is a symbolic link; write a regular file") from None
+            raise FileNotFoundError(f"the code wrote no {name}") from None
+    finally:
+        os.close(dir_fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ValueError(f"{name} is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        if info.st_size > max_bytes:
+            raise ValueError(f"{name} is {info.st_size} bytes; the limit is {max_bytes}")
+        try:
+            return np.load(fh, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{name} is not a plain numeric .npy array: {exc}") from None
+
+
+class LocalSandbox(Sandbox):
+    """One ``ipykernel`` process on this machine.
+
+    Args:
+        timeout: default per-``execute`` limit in seconds.
+        memory_limit: address-space cap of the kernel process in bytes (``None``: no cap).
+        max_output_bytes: text kept per cell (stdout, stderr, results).
+        startup_timeout: seconds to wait for a new kernel to answer.
+        interrupt_grace: seconds an interrupted kernel gets to become idle before a hard restart.
+        python: interpreter that runs the kernel (default: this one; needs ``ipykernel``).
+        drop_capabilities: when running as root, run the kernel with no capabilities.
+        protect_host: make the owning process non-dumpable (see module docstring).
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        memory_limit: int | None = 4 * 2**30,
+        max_output_bytes: int = 2**20,
+        startup_timeout: float = 60.0,
+        interrupt_grace: float = 2.0,
+        python: str | None = None,
+        drop_capabilities: bool = True,
+        protect_host: bool = True,
+    ) -> None:
+        if not timeout or timeout <= 0:
+            raise ConfigError(f"timeout={timeout!r} must be a positive number of seconds")
+        if memory_limit is not None and memory_limit < 256 * 2**20:
+            raise ConfigError(f"memory_limit={memory_limit!r} bytes is below the 256 MiB minimum")
+        if max_output_bytes <= 0:
+            raise ConfigError(f"max_output_bytes={max_output_bytes!r} must be positive")
+        self.timeout = float(timeout)
+        self.memory_limit = memory_limit
+        self.max_output_bytes = int(max_output_bytes)
+        self.startup_timeout = float(startup_timeout)
+        self.interrupt_grace = float(interrupt_grace)
+        self.python = python or sys.executable
+        self.drop_capabilities = drop_capabilities
+        self.protect_host = protect_host
+        self.seed = 0
+        self._root: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._client: BlockingKernelClient | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            raise SandboxError("the sandbox is not started", backend=self.name)
+        return self._root
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def kernel_pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        if self._closed:
+            raise SandboxError("the sandbox is closed", backend=self.name)
+        if self._proc is not None:
+            return
+        reap_stale_dirs()
+        if self.protect_host:
+            protect_host_memory()
+        self._root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
+        for sub in ("data", "out", "work", "conn"):
+            (self._root / sub).mkdir(mode=0o700)
+        self._launch()
+
+    def reset(self, seed: int | None = None) -> None:
+        if self._proc is None:
+            self.start()
+        self.seed = 0 if seed is None else int(seed)
+        self._kill_kernel()
+        for sub in ("data", "out", "work"):
+            _clear_dir(self.root / sub)
+        self._launch()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._kill_kernel()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    # -- data --------------------------------------------------------------------------------
+
+    def put_data(self, arrays: Mapping[str, Any]) -> None:
+        data = self.data_dir
+        for entry in data.iterdir():
+            entry.unlink()
+        save_inputs(data, arrays)
+
+    def read_output(self, name: str, max_bytes: int = 64 * 2**20) -> np.ndarray:
+        return load_output(self.out_dir, name, max_bytes)
+
+    def clear_output(self) -> None:
+        """Remove everything from the output directory (before each step)."""
+        _clear_dir(self.out_dir)
+
+    # -- execution ---------------------------------------------------------------------------
+
+    def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        if self._proc is None:
+            self.start()
+        assert self._client is not None
+        limit = self.timeout if timeout is None else float(timeout)
+        result = _kernel.run_cell(
+            self._client, code, limit, self._alive, max_output_bytes=self.max_output_bytes
+        )
+        if result.status is Status.TIMEOUT and "TimeoutError" in result.error:
+            result.restarted = not self._interrupt()
+        elif result.status is Status.KILLED:
+            code_ = None if self._proc is None else self._proc.poll()
+            if code_ is not None:
+                result.error += f" (exit status {code_})"
+            self._kill_kernel()
+            self._launch()
+            result.restarted = True
+        return result
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _interrupt(self) -> bool:
+        """SIGINT the kernel; if it is not idle within the grace period, restart it hard.
+        Returns whether the kernel survived (state kept)."""
+        assert self._proc is not None and self._client is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._proc.pid, signal.SIGINT)
+        if self._alive() and _kernel.wait_idle(self._client, self.interrupt_grace):
+            return True
+        self._kill_kernel()
+        self._launch()
+        return False
+
+    # -- kernel process ----------------------------------------------------------------------
+
+    def _command(self, connection_file: str) -> list[str]:
+        cmd = [
+            self.python,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            connection_file,
+            "--HistoryManager.enabled=False",
+            "--IPKernelApp.log_level=ERROR",
+        ]
+        if self.drop_capabilities and os.geteuid() == 0 and shutil.which("setpriv"):
+            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *cmd]
+        return cmd
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        work = str(self.work_dir)
+        env.update(
+            HOME=work,
+            TMPDIR=work,
+            IPYTHONDIR=str(self.root / "conn" / "ipython"),
+            PYTHONHASHSEED=str(self.seed % 2**32),
+            PYTHONNOUSERSITE="1",
+            PYTHONDONTWRITEBYTECODE="1",
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            OPENBLAS_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            ETPO_DATA_DIR=str(self.data_dir),
+            ETPO_OUT_DIR=str(self.out_dir),
+        )
+        return env
+
+    def _preexec(self) -> None:  # runs in the child between fork and exec
+        if self.memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        libc = _libc()
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def _launch(self) -> None:
+        conn = self.root / "conn"
+        for entry in conn.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()
+        connection_file = str(conn / "kernel.json")
+        write_connection_file(
+            connection_file, transport="ipc", ip=str(conn / "k"), key=secrets.token_hex(32).encode()
+        )
+        log = open(self.root / "kernel.log", "wb")  # noqa: SIM115 - owned by the child
+        try:
+            self._proc = subprocess.Popen(
+                self._command(connection_file),
+                cwd=self.work_dir,
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._preexec,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start the kernel: {exc}", backend=self.name) from exc
+        finally:
+            log.close()
+        self._client = _kernel.make_client(
+            connection_file, max(16 * 2**20, 4 * self.max_output_bytes)
+        )
+        self._client.start_channels()
+        try:
+            self._wait_ready()
+            setup = _kernel.run_cell(
+                self._client, SETUP_CODE.format(seed=self.seed), self.startup_timeout, self._alive
+            )
+        except Exception:
+            self._kill_kernel()
+            raise
+        if not setup.ok:
+            detail = setup.error + "\n" + setup.traceback
+            self._kill_kernel()
+            raise SandboxError(
+                "the kernel could not import numpy/pandas/scikit-learn",
+                backend=self.name,
+                detail=detail,
+            )
+
+    def _wait_ready(self) -> None:
+        assert self._client is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if not self._alive():
+                raise SandboxError(
+                    "the kernel exited during start-up", backend=self.name, detail=self._log_tail()
+                )
+            try:
+                self._client.wait_for_ready(timeout=min(1.0, deadline - time.monotonic()))
+                return
+            except RuntimeError:
+                if time.monotonic() >= deadline:
+                    raise SandboxError(
+                        f"the kernel did not answer within {self.startup_timeout:g} s",
+                        backend=self.name,
+                        detail=self._log_tail(),
+                    ) from None
+
+    def _log_tail(self, n: int = 4000) -> str:
+        try:
+            return (self.root / "kernel.log").read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _kill_kernel(self) -> None:
+        _kernel.close_client(self._client)
+        self._client = None
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)

@@ -31,6 +31,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,22 +97,18 @@ def reap_stale_dirs(tmp: str | None = None) -> int:
     for entry in base.glob(_PREFIX + "*"):
         match = _DIR_NAME.match(entry.name)
         if match and not _pid_alive(int(match.group(1))):
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_tree(entry)
             removed += 1
     return removed
 
 
-def _clear_dir(path: Path) -> None:
-    """Empty ``path`` and recreate it as a real directory, whatever the code put there."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        path.unlink()
-    elif path.exists():
-        for root, dirs, _files in os.walk(path):
-            for d in dirs:  # the code may have removed write permission on its own directories
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-        shutil.rmtree(path)
-    path.mkdir(mode=0o700)
+def _remove_tree(path: Path) -> None:
+    """Delete ``path`` whatever the code did to it (read-only subdirectories included)."""
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
@@ -159,8 +156,158 @@ def load_output(directory: Path, name: str, max_bytes: int) -> np.ndarray:
             raise ValueError(f"{name} is not a plain numeric .npy array: {exc}") from None
 
 
+class _Kernel:
+    """One kernel process and its directory (``data/ out/ work/ conn/``) under the sandbox root.
+
+    ``spawn`` forks the process in the calling thread (the kernel's parent-death signal follows
+    that thread, so it must be a long-lived one); ``wait`` blocks until it answers and has run the
+    set-up cell, and may run in a helper thread.
+    """
+
+    def __init__(self, sandbox: LocalSandbox, directory: Path, seed: int) -> None:
+        self.sandbox = sandbox
+        self.dir = directory
+        self.seed = seed
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client: BlockingKernelClient | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self.cancelled = threading.Event()
+        directory.mkdir(mode=0o700)
+        for sub in ("data", "out", "work", "conn"):
+            (directory / sub).mkdir(mode=0o700)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self) -> None:
+        conn = self.dir / "conn"
+        for entry in conn.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()
+        connection_file = str(conn / "kernel.json")
+        write_connection_file(
+            connection_file, transport="ipc", ip=str(conn / "k"), key=secrets.token_hex(32).encode()
+        )
+        sb = self.sandbox
+        log = open(self.dir / "kernel.log", "wb")  # noqa: SIM115 - the child owns it
+        try:
+            self.proc = subprocess.Popen(
+                sb._command(connection_file),
+                cwd=self.dir / "work",
+                env=sb._environment(self.dir, self.seed),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=sb._preexec,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start the kernel: {exc}", backend=sb.name) from exc
+        finally:
+            log.close()
+        self.client = _kernel.make_client(connection_file, max(16 * 2**20, 4 * sb.max_output_bytes))
+        self.client.start_channels()
+
+    def wait(self) -> None:
+        """Block until the kernel answers and has seeded itself; kill it and raise if not."""
+        assert self.client is not None
+        sb = self.sandbox
+        try:
+            deadline = time.monotonic() + sb.startup_timeout
+            while True:
+                if self.cancelled.is_set():
+                    raise SandboxError("kernel start cancelled", backend=sb.name)
+                if not self.alive():
+                    raise SandboxError(
+                        "the kernel exited during start-up", backend=sb.name, detail=self.log_tail()
+                    )
+                try:
+                    self.client.wait_for_ready(timeout=min(0.1, deadline - time.monotonic()))
+                    break
+                except RuntimeError:
+                    if time.monotonic() >= deadline:
+                        raise SandboxError(
+                            f"the kernel did not answer within {sb.startup_timeout:g} s",
+                            backend=sb.name,
+                            detail=self.log_tail(),
+                        ) from None
+            setup = _kernel.run_cell(
+                self.client, SETUP_CODE.format(seed=self.seed), sb.startup_timeout, self.alive
+            )
+            if not setup.ok:
+                raise SandboxError(
+                    "the kernel could not import numpy/pandas/scikit-learn",
+                    backend=sb.name,
+                    detail=setup.error + "\n" + setup.traceback,
+                )
+        except BaseException:
+            self.kill()
+            raise
+
+    def wait_in_background(self) -> None:
+        def target() -> None:
+            try:
+                self.wait()
+            except BaseException as exc:  # handed to the thread that adopts this kernel
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, name="etpo-gym-kernel-start", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def restart(self) -> None:
+        """Kill and relaunch in the same directory (the data stays)."""
+        self.kill()
+        self.spawn()
+        self.wait()
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return (self.dir / "kernel.log").read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        _kernel.close_client(self.client)
+        self.client = None
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+    def destroy(self) -> None:
+        if self.thread is not None:
+            # Stop a start still in progress: the helper thread notices within ~0.1 s.
+            self.cancelled.set()
+            if self.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+            self.thread.join()
+            self.thread = None
+        self.kill()
+        _remove_tree(self.dir)
+
+
 class LocalSandbox(Sandbox):
     """One ``ipykernel`` process on this machine.
+
+    ``prepare(seed)`` starts the next episode's kernel in the background (a pool of one), so that
+    ``reset(seed)`` with that seed only swaps kernels.
 
     Args:
         timeout: default per-``execute`` limit in seconds.
@@ -171,6 +318,7 @@ class LocalSandbox(Sandbox):
         python: interpreter that runs the kernel (default: this one; needs ``ipykernel``).
         drop_capabilities: when running as root, run the kernel with no capabilities.
         protect_host: make the owning process non-dumpable (see module docstring).
+        prestart: honour ``prepare(seed)`` by starting the next kernel in the background.
     """
 
     name = "local"
@@ -185,6 +333,7 @@ class LocalSandbox(Sandbox):
         python: str | None = None,
         drop_capabilities: bool = True,
         protect_host: bool = True,
+        prestart: bool = True,
     ) -> None:
         if not timeout or timeout <= 0:
             raise ConfigError(f"timeout={timeout!r} must be a positive number of seconds")
@@ -200,10 +349,11 @@ class LocalSandbox(Sandbox):
         self.python = python or sys.executable
         self.drop_capabilities = drop_capabilities
         self.protect_host = protect_host
-        self.seed = 0
+        self.prestart = prestart
         self._root: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._client: BlockingKernelClient | None = None
+        self._kernel: _Kernel | None = None
+        self._spare: _Kernel | None = None
+        self._count = 0
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -219,50 +369,100 @@ class LocalSandbox(Sandbox):
         return self._root
 
     @property
+    def _current(self) -> _Kernel:
+        if self._kernel is None:
+            raise SandboxError("the sandbox is not started", backend=self.name)
+        return self._kernel
+
+    @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self._current.dir / "data"
 
     @property
     def out_dir(self) -> Path:
-        return self.root / "out"
+        return self._current.dir / "out"
 
     @property
     def work_dir(self) -> Path:
-        return self.root / "work"
+        return self._current.dir / "work"
+
+    @property
+    def seed(self) -> int:
+        return self._current.seed
 
     @property
     def kernel_pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        kernel = self._kernel
+        return None if kernel is None or kernel.proc is None else kernel.proc.pid
 
     def start(self) -> None:
         if self._closed:
             raise SandboxError("the sandbox is closed", backend=self.name)
-        if self._proc is not None:
+        if self._kernel is not None:
             return
         reap_stale_dirs()
         if self.protect_host:
             protect_host_memory()
         self._root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
-        for sub in ("data", "out", "work", "conn"):
-            (self._root / sub).mkdir(mode=0o700)
-        self._launch()
+        self._kernel = self._new_kernel(0)
+        self._kernel.wait()
+
+    def _new_kernel(self, seed: int) -> _Kernel:
+        self._count += 1
+        kernel = _Kernel(self, self.root / f"k{self._count}", seed)
+        try:
+            kernel.spawn()
+        except BaseException:
+            kernel.destroy()
+            raise
+        return kernel
+
+    def prepare(self, seed: int) -> None:
+        if not self.prestart or self._closed or self._root is None:
+            return
+        if self._spare is not None:
+            if self._spare.seed == seed:
+                return
+            self._spare.destroy()
+        self._spare = self._new_kernel(int(seed))
+        self._spare.wait_in_background()
 
     def reset(self, seed: int | None = None) -> None:
-        if self._proc is None:
+        if self._kernel is None:
             self.start()
-        self.seed = 0 if seed is None else int(seed)
-        self._kill_kernel()
-        for sub in ("data", "out", "work"):
-            _clear_dir(self.root / sub)
-        self._launch()
+        seed = 0 if seed is None else int(seed)
+        spare, self._spare = self._spare, None
+        old, self._kernel = self._kernel, None
+        if old is not None:
+            old.destroy()
+        if spare is not None and spare.seed == seed:
+            try:
+                spare.join()
+            except SandboxError:
+                spare.destroy()
+            else:
+                self._kernel = spare
+                return
+        elif spare is not None:
+            spare.destroy()
+        kernel = self._new_kernel(seed)
+        try:
+            kernel.wait()
+        except BaseException:
+            kernel.destroy()
+            raise
+        self._kernel = kernel
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._kill_kernel()
+        for kernel in (self._spare, self._kernel):
+            if kernel is not None:
+                kernel.destroy()
+        self._spare = self._kernel = None
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+            _remove_tree(self._root)
             self._root = None
 
     # -- data --------------------------------------------------------------------------------
@@ -276,44 +476,36 @@ class LocalSandbox(Sandbox):
     def read_output(self, name: str, max_bytes: int = 64 * 2**20) -> np.ndarray:
         return load_output(self.out_dir, name, max_bytes)
 
-    def clear_output(self) -> None:
-        """Remove everything from the output directory (before each step)."""
-        _clear_dir(self.out_dir)
-
     # -- execution ---------------------------------------------------------------------------
 
     def execute(self, code: str, timeout: float | None = None) -> ExecResult:
-        if self._proc is None:
+        if self._kernel is None:
             self.start()
-        assert self._client is not None
+        kernel = self._current
+        assert kernel.client is not None
         limit = self.timeout if timeout is None else float(timeout)
         result = _kernel.run_cell(
-            self._client, code, limit, self._alive, max_output_bytes=self.max_output_bytes
+            kernel.client, code, limit, kernel.alive, max_output_bytes=self.max_output_bytes
         )
         if result.status is Status.TIMEOUT and "TimeoutError" in result.error:
-            result.restarted = not self._interrupt()
+            result.restarted = not self._interrupt(kernel)
         elif result.status is Status.KILLED:
-            code_ = None if self._proc is None else self._proc.poll()
-            if code_ is not None:
-                result.error += f" (exit status {code_})"
-            self._kill_kernel()
-            self._launch()
+            exit_code = None if kernel.proc is None else kernel.proc.poll()
+            if exit_code is not None:
+                result.error += f" (exit status {exit_code})"
+            kernel.restart()
             result.restarted = True
         return result
 
-    def _alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def _interrupt(self) -> bool:
+    def _interrupt(self, kernel: _Kernel) -> bool:
         """SIGINT the kernel; if it is not idle within the grace period, restart it hard.
         Returns whether the kernel survived (state kept)."""
-        assert self._proc is not None and self._client is not None
+        assert kernel.proc is not None and kernel.client is not None
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self._proc.pid, signal.SIGINT)
-        if self._alive() and _kernel.wait_idle(self._client, self.interrupt_grace):
+            os.kill(kernel.proc.pid, signal.SIGINT)
+        if kernel.alive() and _kernel.wait_idle(kernel.client, self.interrupt_grace):
             return True
-        self._kill_kernel()
-        self._launch()
+        kernel.restart()
         return False
 
     # -- kernel process ----------------------------------------------------------------------
@@ -332,22 +524,22 @@ class LocalSandbox(Sandbox):
             cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *cmd]
         return cmd
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, directory: Path, seed: int) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
-        work = str(self.work_dir)
+        work = str(directory / "work")
         env.update(
             HOME=work,
             TMPDIR=work,
-            IPYTHONDIR=str(self.root / "conn" / "ipython"),
-            PYTHONHASHSEED=str(self.seed % 2**32),
+            IPYTHONDIR=str(directory / "conn" / "ipython"),
+            PYTHONHASHSEED=str(seed % 2**32),
             PYTHONNOUSERSITE="1",
             PYTHONDONTWRITEBYTECODE="1",
             MPLBACKEND="Agg",
             OMP_NUM_THREADS="1",
             OPENBLAS_NUM_THREADS="1",
             MKL_NUM_THREADS="1",
-            ETPO_DATA_DIR=str(self.data_dir),
-            ETPO_OUT_DIR=str(self.out_dir),
+            ETPO_DATA_DIR=str(directory / "data"),
+            ETPO_OUT_DIR=str(directory / "out"),
         )
         return env
 
@@ -358,89 +550,3 @@ class LocalSandbox(Sandbox):
         libc = _libc()
         if libc is not None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    def _launch(self) -> None:
-        conn = self.root / "conn"
-        for entry in conn.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink()
-        connection_file = str(conn / "kernel.json")
-        write_connection_file(
-            connection_file, transport="ipc", ip=str(conn / "k"), key=secrets.token_hex(32).encode()
-        )
-        log = open(self.root / "kernel.log", "wb")  # noqa: SIM115 - owned by the child
-        try:
-            self._proc = subprocess.Popen(
-                self._command(connection_file),
-                cwd=self.work_dir,
-                env=self._environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=self._preexec,
-            )
-        except OSError as exc:
-            raise SandboxError(f"cannot start the kernel: {exc}", backend=self.name) from exc
-        finally:
-            log.close()
-        self._client = _kernel.make_client(
-            connection_file, max(16 * 2**20, 4 * self.max_output_bytes)
-        )
-        self._client.start_channels()
-        try:
-            self._wait_ready()
-            setup = _kernel.run_cell(
-                self._client, SETUP_CODE.format(seed=self.seed), self.startup_timeout, self._alive
-            )
-        except Exception:
-            self._kill_kernel()
-            raise
-        if not setup.ok:
-            detail = setup.error + "\n" + setup.traceback
-            self._kill_kernel()
-            raise SandboxError(
-                "the kernel could not import numpy/pandas/scikit-learn",
-                backend=self.name,
-                detail=detail,
-            )
-
-    def _wait_ready(self) -> None:
-        assert self._client is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if not self._alive():
-                raise SandboxError(
-                    "the kernel exited during start-up", backend=self.name, detail=self._log_tail()
-                )
-            try:
-                self._client.wait_for_ready(timeout=min(1.0, deadline - time.monotonic()))
-                return
-            except RuntimeError:
-                if time.monotonic() >= deadline:
-                    raise SandboxError(
-                        f"the kernel did not answer within {self.startup_timeout:g} s",
-                        backend=self.name,
-                        detail=self._log_tail(),
-                    ) from None
-
-    def _log_tail(self, n: int = 4000) -> str:
-        try:
-            return (self.root / "kernel.log").read_bytes()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _kill_kernel(self) -> None:
-        _kernel.close_client(self._client)
-        self._client = None
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)

@@ -252,3 +252,24 @@ def test_bad_settings_are_named(kwargs, bad):
 def test_unknown_backend_is_named():
     with pytest.raises(ConfigError, match="sandbox='podman'"):
         make_sandbox("podman")
+
+
+def test_prepared_kernel_is_adopted_on_reset_with_that_seed():
+    with LocalSandbox(timeout=20) as sandbox:
+        sandbox.reset(seed=1)
+        sandbox.prepare(99)
+        first = sandbox.kernel_pid
+        sandbox.reset(seed=99)
+        assert sandbox.kernel_pid != first and not _pid_alive(first)
+        out = sandbox.execute("import os, random; print(os.environ['PYTHONHASHSEED'], random.random())")
+        with LocalSandbox(timeout=20) as cold:
+            cold.reset(seed=99)
+            expected = cold.execute(
+                "import os, random; print(os.environ['PYTHONHASHSEED'], random.random())"
+            )
+        assert out.stdout == expected.stdout and out.stdout.startswith("99 ")
+        # a prepared kernel for another seed is discarded, not used
+        sandbox.prepare(5)
+        sandbox.reset(seed=6)
+        assert sandbox.execute("import os; print(os.environ['PYTHONHASHSEED'])").stdout.strip() == "6"
+        assert len(list(sandbox.root.iterdir())) == 1  # only the current kernel's directory

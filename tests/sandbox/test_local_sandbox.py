@@ -261,7 +261,9 @@ def test_prepared_kernel_is_adopted_on_reset_with_that_seed():
         first = sandbox.kernel_pid
         sandbox.reset(seed=99)
         assert sandbox.kernel_pid != first and not _pid_alive(first)
-        out = sandbox.execute("import os, random; print(os.environ['PYTHONHASHSEED'], random.random())")
+        out = sandbox.execute(
+            "import os, random; print(os.environ['PYTHONHASHSEED'], random.random())"
+        )
         with LocalSandbox(timeout=20) as cold:
             cold.reset(seed=99)
             expected = cold.execute(
@@ -271,5 +273,7 @@ def test_prepared_kernel_is_adopted_on_reset_with_that_seed():
         # a prepared kernel for another seed is discarded, not used
         sandbox.prepare(5)
         sandbox.reset(seed=6)
-        assert sandbox.execute("import os; print(os.environ['PYTHONHASHSEED'])").stdout.strip() == "6"
+        assert (
+            sandbox.execute("import os; print(os.environ['PYTHONHASHSEED'])").stdout.strip() == "6"
+        )
         assert len(list(sandbox.root.iterdir())) == 1  # only the current kernel's directory

@@ -1,0 +1,425 @@
+"""Build the Docker sandbox image (``etpo-gym sandbox build``, ``docker/build.sh``).
+
+The image is ``docker/Dockerfile`` built with the classic builder through the Docker SDK:
+
+* **base**: ``--base IMAGE`` if given; else ``python:X.Y-slim`` (X.Y = this interpreter) when it is
+  present or can be pulled; else a Debian base bootstrapped here with ``debootstrap`` from the
+  mirror that apt on this machine uses, and ``docker import``-ed (machines with no registry);
+* **packages**: ipykernel, numpy, scipy, pandas, scikit-learn pinned to the versions installed on
+  the host, so that the sandbox scores code exactly as the local kernel does;
+* **CA bundle**: the host's bundle named by ``PIP_CERT`` / ``REQUESTS_CA_BUNDLE`` /
+  ``SSL_CERT_FILE`` is given to pip in the throw-away first stage only; the first-stage images
+  are deleted after the build, and the final image is checked not to contain it;
+* **index**: ``http(s)`` index URLs from ``pip config`` / ``PIP_INDEX_URL`` /
+  ``PIP_EXTRA_INDEX_URL`` are passed as build arguments (never one with credentials in it);
+* **idempotent**: tagged ``etpo-gym-sandbox:<project version>``; an image with that tag built
+  from the same requirements is reused (``--force`` rebuilds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from etpo_gym.errors import SandboxError, SandboxUnavailable
+
+IMAGE_REPO = "etpo-gym-sandbox"
+BOOTSTRAP_BASE = "etpo-gym-base"
+BUILD_STAGE_LABEL = "etpo-gym.build-stage"
+REQUIREMENTS_LABEL = "etpo-gym.requirements"
+#: Packages the kernel needs, pinned to the host's versions when installed here.
+PACKAGES = ("ipykernel", "numpy", "scipy", "pandas", "scikit-learn")
+CA_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile"
+
+Log = Callable[[str], None]
+
+
+def project_version() -> str:
+    """The installed etpo-gym version (``0.0.0`` from an uninstalled source tree)."""
+    try:
+        return version("etpo-gym")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def default_image() -> str:
+    """The image the Docker sandbox uses: ``$ETPO_SANDBOX_IMAGE`` or ``etpo-gym-sandbox:<version>``."""
+    return os.environ.get("ETPO_SANDBOX_IMAGE") or f"{IMAGE_REPO}:{project_version()}"
+
+
+def requirements() -> list[str]:
+    """``PACKAGE==VERSION`` for each kernel package installed on the host, else ``PACKAGE``."""
+    pins = []
+    for package in PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA bundle pip on this host is configured with, if any."""
+    for variable in CA_VARIABLES:
+        value = os.environ.get(variable)
+        if value and Path(value).is_file():
+            return Path(value)
+    configured = _pip_config().get("cert")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    return None
+
+
+def _pip_config() -> dict[str, str]:
+    """``pip config list`` as ``{"index-url": ..., "extra-index-url": ..., "cert": ...}``."""
+    try:
+        listing = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, str] = {}
+    for line in listing.splitlines():
+        match = re.match(r"^[^.]+\.([a-z-]+)='(.*)'$", line.strip())
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def index_settings(log: Log = print) -> dict[str, str]:
+    """Build arguments ``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` mirroring the host's pip index
+    settings. Only ``http(s)`` URLs are kept (``file://`` paths do not exist inside the build) and
+    a URL carrying credentials is dropped: they would stay in the image's build history."""
+    config = _pip_config()
+    settings: dict[str, str] = {}
+    for key, variable in (
+        ("index-url", "PIP_INDEX_URL"),
+        ("extra-index-url", "PIP_EXTRA_INDEX_URL"),
+    ):
+        raw = os.environ.get(variable) or config.get(key, "")
+        kept = []
+        for url in raw.split():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                continue
+            if parts.username or parts.password:
+                log(f"not passing {variable} {parts.hostname}: it carries credentials")
+                continue
+            kept.append(url)
+        if kept:
+            settings[variable] = " ".join(kept)
+    return settings
+
+
+def _codename() -> str:
+    """This machine's Debian release name (``bookworm``), or ``""``."""
+    os_release = Path("/etc/os-release")
+    if os_release.exists():
+        match = re.search(r"^VERSION_CODENAME=(\w+)", os_release.read_text(), re.M)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def debian_mirror() -> tuple[str, str]:
+    """``(mirror URL, suite)`` of the Debian archive that apt on this machine uses."""
+    suite = _codename()
+    candidates: list[tuple[str, list[str]]] = []
+    sources = Path("/etc/apt/sources.list.d")
+    for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
+        for stanza in path.read_text().split("\n\n"):
+            fields = dict(
+                line.split(":", 1)
+                for line in stanza.splitlines()
+                if re.match(r"^[A-Za-z-]+:", line)
+            )
+            uris = fields.get("URIs", "").split()
+            suites = fields.get("Suites", "").split()
+            candidates += [(uri, suites) for uri in uris]
+    lists = [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))]
+    for path in lists:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            match = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line.strip())
+            if match:
+                candidates.append((match.group(1), [match.group(2)]))
+    for uri, suites in candidates:
+        if uri.rstrip("/").endswith("/debian") and (not suite or suite in suites):
+            return uri, suite or suites[0]
+    raise SandboxUnavailable(
+        "cannot find a Debian mirror in apt's sources (/etc/apt/sources.list*) to bootstrap a "
+        "base image from; pass --base IMAGE or --mirror URL",
+        backend="docker",
+    )
+
+
+def connect(timeout: int = 600) -> Any:
+    """A Docker SDK client, or :class:`SandboxUnavailable` saying why not."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:
+        raise SandboxUnavailable(
+            f"the Docker engine does not answer ({os.environ.get('DOCKER_HOST', 'default socket')}): "
+            f"{exc}; start it (scripts/ensure-docker.sh does) and retry",
+            backend="docker",
+        ) from exc
+    return client
+
+
+def _image_exists(client: Any, name: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def bootstrap_base(
+    client: Any, name: str | None = None, mirror: str | None = None, log: Log = print
+) -> str:
+    """A Debian base image made with ``debootstrap`` + ``docker import`` (no registry needed).
+
+    Reused when ``name`` already exists. Needs root and the ``debootstrap`` program.
+    """
+    if mirror is None:
+        found_mirror, suite = debian_mirror()
+    else:
+        found_mirror, suite = mirror, _codename() or "bookworm"
+    name = name or f"{BOOTSTRAP_BASE}:{suite}"
+    if _image_exists(client, name):
+        log(f"base {name}: already present")
+        return name
+    if shutil.which("debootstrap") is None:
+        raise SandboxUnavailable(
+            "no base image can be pulled and debootstrap is missing: apt-get install debootstrap "
+            "(scripts/ensure-docker.sh does), or pass --base IMAGE",
+            backend="docker",
+        )
+    if os.geteuid() != 0:
+        raise SandboxUnavailable(
+            "bootstrapping a base image with debootstrap needs root; pass --base IMAGE instead",
+            backend="docker",
+        )
+    log(f"base {name}: debootstrap {suite} from {found_mirror} (about a minute)")
+    with tempfile.TemporaryDirectory(prefix="etpo-gym-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        command = [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,python3-pip",
+            suite,
+            str(rootfs),
+            found_mirror,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SandboxError(
+                f"debootstrap failed with exit status {done.returncode}",
+                backend="docker",
+                detail=(done.stdout + done.stderr)[-3000:],
+            )
+        # apt's package lists and caches are of no use in a sandbox.
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / junk, ignore_errors=True)
+        archive = Path(tmp) / "rootfs.tar"
+        subprocess.run(
+            ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True
+        )
+        repository, _, tag = name.partition(":")
+        client.api.import_image_from_file(str(archive), repository=repository, tag=tag or "latest")
+    log(f"base {name}: imported")
+    return name
+
+
+def choose_base(client: Any, base: str | None, mirror: str | None = None, log: Log = print) -> str:
+    """The base image to build on (see the module docstring)."""
+    import docker.errors
+
+    wanted = base or f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+    if _image_exists(client, wanted):
+        return wanted
+    try:
+        log(f"base {wanted}: pulling")
+        client.images.pull(wanted)
+        return wanted
+    except docker.errors.APIError as exc:
+        if base is not None:
+            raise SandboxUnavailable(
+                f"the base image {base} is neither present nor pullable: {exc}", backend="docker"
+            ) from exc
+        log(f"base {wanted}: cannot be pulled ({str(exc).splitlines()[0][:160]})")
+    return bootstrap_base(client, mirror=mirror, log=log)
+
+
+def _context(ca: Path | None) -> io.BytesIO:
+    """The build context: the Dockerfile and the CA bundle (an empty file when there is none)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (
+            ("Dockerfile", DOCKERFILE.read_bytes()),
+            ("pip-ca.pem", ca.read_bytes() if ca else b""),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def remove_build_stage_images(client: Any) -> int:
+    """Delete every image of the throw-away first stage (they may hold the CA bundle)."""
+    import docker.errors
+
+    removed = 0
+    images = client.images.list(all=True, filters={"label": f"{BUILD_STAGE_LABEL}=1"})
+    for image in images:
+        try:
+            client.images.remove(image.id, force=True, noprune=False)
+            removed += 1
+        except docker.errors.NotFound:
+            removed += 1  # already gone with a child removed before it
+        except docker.errors.APIError:
+            pass
+    client.images.prune(filters={"dangling": True, "label": f"{BUILD_STAGE_LABEL}=1"})
+    return removed
+
+
+def build_image(
+    tag: str | None = None,
+    base: str | None = None,
+    force: bool = False,
+    mirror: str | None = None,
+    client: Any = None,
+    log: Log = print,
+) -> str:
+    """Build the sandbox image unless it is already built; returns its tag.
+
+    Raises :class:`SandboxUnavailable` (no engine, no base) or :class:`SandboxError` (the build
+    failed; ``detail`` holds the log tail).
+    """
+    tag = tag or default_image()
+    client = client or connect()
+    wanted = " ".join(requirements())
+    if not force and _image_exists(client, tag):
+        have = client.images.get(tag).labels.get(REQUIREMENTS_LABEL)
+        if have == wanted:
+            log(f"image {tag}: already built ({wanted})")
+            return tag
+        log(f"image {tag}: built for other requirements ({have}); rebuilding")
+    if not DOCKERFILE.is_file():
+        raise SandboxUnavailable(
+            f"{DOCKERFILE} not found: build the image from a source checkout of etpo-gym",
+            backend="docker",
+        )
+    base_image = choose_base(client, base, mirror, log)
+    ca = host_ca_bundle()
+    buildargs = {
+        "BASE": base_image,
+        "REQUIREMENTS": wanted,
+        "VERSION": project_version(),
+        **index_settings(log),
+    }
+    log(f"image {tag}: building on {base_image} with {wanted}" + (f", CA {ca}" if ca else ""))
+    started = time.monotonic()
+    lines: list[str] = []
+    error = ""
+    try:
+        stream = client.api.build(
+            fileobj=_context(ca),
+            custom_context=True,
+            tag=tag,
+            buildargs=buildargs,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            # The build reaches the package index the way the host does (proxy, DNS).
+            network_mode="host",
+            decode=True,
+        )
+        for chunk in stream:
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if text.strip():
+                lines.append(text.rstrip())
+                if text.startswith("Step "):
+                    log("  " + text.strip())
+            if "error" in chunk:
+                error = chunk["error"]
+    finally:
+        remove_build_stage_images(client)
+    if error or not _image_exists(client, tag):
+        raise SandboxError(
+            f"building {tag} failed: {error or 'no image was produced'}",
+            backend="docker",
+            detail="\n".join(lines[-40:]),
+        )
+    _check_no_ca(client, tag)
+    log(f"image {tag}: built in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+def _check_no_ca(client: Any, tag: str) -> None:
+    """Refuse an image whose history mentions the CA file (it must live in stage 1 only)."""
+    history = client.api.history(tag)
+    if any("pip-ca.pem" in (layer.get("CreatedBy") or "") for layer in history):
+        client.images.remove(tag, force=True)
+        raise SandboxError(f"{tag} contains the CA bundle in a layer; removed it", backend="docker")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``etpo-gym sandbox build|status``."""
+    parser = argparse.ArgumentParser(prog="etpo-gym sandbox", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("build", help="build the sandbox image unless it is already built")
+    p.add_argument("--tag", default=None, help=f"image tag (default: {default_image()})")
+    p.add_argument(
+        "--base", default=None, help="base image (default: python:X.Y-slim or bootstrap)"
+    )
+    p.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    p.add_argument("--mirror", default=None, help="Debian mirror for debootstrap (default: apt's)")
+    sub.add_parser("status", help="say whether the Docker sandbox can be used here, and why not")
+    sub.add_parser("reap", help="remove sandbox containers and volumes left by dead processes")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        if args.verb == "build":
+            build_image(tag=args.tag, base=args.base, force=args.force, mirror=args.mirror)
+            return 0
+        from etpo_gym.sandbox.docker import docker_status, reap_orphans
+
+        if args.verb == "status":
+            ok, reason = docker_status()
+            print(("usable: " if ok else "not usable: ") + reason)
+            return 0 if ok else 1
+        print(f"removed {reap_orphans()} orphaned sandbox resources")
+        return 0
+    except SandboxError as exc:
+        print(f"etpo-gym sandbox {args.verb}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

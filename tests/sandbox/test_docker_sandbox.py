@@ -1,0 +1,363 @@
+"""DockerSandbox against a real engine and real kernels: lifecycle, limits, escalation, isolation."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etpo_gym.errors import SandboxUnavailable
+from etpo_gym.sandbox.base import Status
+from etpo_gym.sandbox.docker import DockerSandbox, list_resources, reap_orphans
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_ready")]
+
+MEMORY = 768 * 2**20  # small, so that the OOM tests touch little memory
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    sb = DockerSandbox(timeout=20, memory_limit=MEMORY, interrupt_grace=2.0)
+    sb.reset(seed=11)
+    yield sb
+    sb.close()
+
+
+def run(sb: DockerSandbox, code: str, **kwargs):
+    return sb.execute(textwrap.dedent(code), **kwargs)
+
+
+def test_seed_uid_and_read_only_layout(sandbox):
+    sandbox.reset(seed=1234)
+    result = run(
+        sandbox,
+        """
+        import os, pwd, random
+        print(os.environ["PYTHONHASHSEED"], random.random(), os.getuid(), os.getcwd())
+        for path in ("/etc/x", os.environ["ETPO_DATA_DIR"] + "/x"):
+            try:
+                open(path, "w")
+                print("WROTE", path)
+            except OSError as exc:
+                print("refused", exc.errno)
+        open("scratch.txt", "w").write("ok")
+        print(open("/proc/self/status").read().split("CapEff:")[1].split()[0])
+        """,
+    )
+    assert result.ok, result.error
+    seed, rnd, uid, cwd, *rest = result.stdout.split()
+    assert seed == "1234" and float(rnd) == random.Random(1234).random()
+    import pwd
+
+    assert int(uid) > 0
+    with pytest.raises(KeyError):
+        pwd.getpwuid(int(uid))  # the kernel's uid names no user on the host
+    assert cwd == "/work"
+    assert "WROTE" not in result.stdout and rest.count("refused") == 2
+    assert rest[-1] == "0000000000000000"  # no capabilities at all
+
+
+def test_inputs_in_predictions_out_and_hostile_outputs_refused(sandbox):
+    sandbox.reset(seed=2)
+    frame = pd.DataFrame({"a": [1.0, None, 3.0], "b": ["x", "y", "z"]})
+    sandbox.put_data({"x_train": np.arange(6.0).reshape(3, 2), "frame": frame})
+    result = run(
+        sandbox,
+        """
+        import os, numpy as np, pandas as pd
+        data, out = os.environ["ETPO_DATA_DIR"], os.environ["ETPO_OUT_DIR"]
+        print(sorted(os.listdir(data)))
+        x = np.load(os.path.join(data, "x_train.npy"))
+        f = pd.read_pickle(os.path.join(data, "frame.pkl"))
+        np.save(os.path.join(out, "pred.npy"), x.sum(axis=1) + f["a"].fillna(0).to_numpy())
+        os.symlink("/etc/passwd", os.path.join(out, "link.npy"))
+        np.save(os.path.join(out, "obj.npy"), np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        """,
+    )
+    assert result.ok, result.error
+    assert "['frame.pkl', 'x_train.npy']" in result.stdout
+    np.testing.assert_array_equal(sandbox.read_output("pred.npy"), [2.0, 5.0, 12.0])
+    with pytest.raises(ValueError, match="symbolic link"):
+        sandbox.read_output("link.npy")
+    with pytest.raises(ValueError, match="not a plain numeric"):
+        sandbox.read_output("obj.npy")
+    with pytest.raises(ValueError, match="limit"):
+        sandbox.read_output("pred.npy", max_bytes=10)
+    with pytest.raises(FileNotFoundError):
+        sandbox.read_output("missing.npy")
+    # The code swaps the whole output directory for a symlink: refused, not followed.
+    assert run(
+        sandbox, "import os, shutil; shutil.rmtree('/io/out'); os.symlink('/etc', '/io/out')"
+    ).ok
+    with pytest.raises(ValueError):
+        sandbox.read_output("pred.npy")
+
+
+def test_no_network_egress(sandbox):
+    result = run(
+        sandbox,
+        """
+        import socket
+        try:
+            socket.create_connection(("1.1.1.1", 53), timeout=3)
+            print("TCP-OPEN")
+        except OSError as exc:
+            print("tcp", exc.errno)
+        try:
+            socket.getaddrinfo("pypi.org", 443)
+            print("DNS-OK")
+        except OSError as exc:
+            print("dns", exc.errno)
+        print([name for _, name in socket.if_nameindex()])
+        """,
+    )
+    assert result.ok, result.error
+    assert "TCP-OPEN" not in result.stdout and "DNS-OK" not in result.stdout
+    assert "['lo']" in result.stdout
+
+
+def test_host_files_are_invisible(sandbox):
+    secret = os.urandom(16).hex()
+    # One secret in the host's temp dir, one right next to the directory mounted at /data.
+    planted = [Path(tempfile.gettempdir()) / f"etpo-secret-{secret}.txt"]
+    planted.append(sandbox.data_dir.parent / f"etpo-secret-{secret}.txt")
+    for path in planted:
+        path.write_text(secret)
+    try:
+        result = run(
+            sandbox,
+            f"""
+            import os
+            secret, hits = {secret!r}, []
+            for path in {[str(p) for p in planted]!r}:
+                print("exists" if os.path.exists(path) else "absent")
+            # Everything but the kernel's views and the image's own read-only software.
+            skip = {"/proc", "/sys", "/usr", "/opt", "/var/lib"}
+            for root, dirs, files in os.walk("/"):
+                dirs[:] = [d for d in dirs if os.path.join(root, d) not in skip]
+                for name in files:
+                    path = os.path.join(root, name)
+                    if secret in name:
+                        hits.append(path)
+                    if os.path.islink(path) or not os.path.isfile(path):  # /dev/zero & co.
+                        continue
+                    try:
+                        if os.path.getsize(path) < 100_000 and secret in open(path, errors="ignore").read():
+                            hits.append(path)
+                    except OSError:
+                        pass
+            print("hits", hits)
+            """,
+        )
+    finally:
+        for path in planted:
+            path.unlink()
+    assert result.ok, result.error
+    assert result.stdout.count("absent") == 2 and "hits []" in result.stdout
+
+
+def test_pids_limit_holds_against_a_fork_bomb(sandbox):
+    sandbox.reset(seed=3)
+    bounded = run(
+        sandbox,
+        """
+        import os, signal, time
+        children = []
+        try:
+            for _ in range(5000):
+                pid = os.fork()
+                if pid == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                children.append(pid)
+        except OSError as exc:
+            print("stopped at", len(children), exc.errno)
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        """,
+    )
+    assert bounded.ok, bounded.error
+    assert "stopped at" in bounded.stdout
+    assert int(bounded.stdout.split()[2]) < sandbox.pids_limit
+    bomb = run(
+        sandbox, "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", timeout=3
+    )
+    assert bomb.status is Status.TIMEOUT
+    assert bomb.restarted  # the swarm of processes went with the container
+    after = run(sandbox, "import os; print(sum(p.isdigit() for p in os.listdir('/proc')))")
+    assert after.ok and int(after.stdout) <= 3
+
+
+def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
+    sandbox.reset(seed=4)
+    big = run(sandbox, "import numpy as np\nblob = np.ones(2**34, dtype=np.uint8)")
+    assert big.status is Status.OOM and "MemoryError" in big.error and not big.restarted
+    # Shared memory escapes the data-segment limit: the cgroup's OOM killer stops it.
+    touched = run(
+        sandbox,
+        f"""
+        import mmap
+        m = mmap.mmap(-1, {2 * MEMORY})
+        for i in range(0, {2 * MEMORY}, 4096):
+            m[i] = 1
+        """,
+    )
+    assert touched.status is Status.OOM and "memory limit" in touched.error
+    assert touched.restarted
+    assert run(sandbox, "print(6 * 7)").stdout.strip() == "42"
+
+
+def test_timeout_escalation_interrupt_then_replace(sandbox):
+    sandbox.reset(seed=5)
+    assert run(sandbox, "kept = 41").ok
+    soft = run(sandbox, "import time\ntime.sleep(60)", timeout=1)
+    assert soft.status is Status.TIMEOUT and not soft.restarted
+    assert run(sandbox, "print(kept + 1)").stdout.strip() == "42"  # interrupt kept the state
+    stubborn = run(
+        sandbox,
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        timeout=1,
+    )
+    assert stubborn.status is Status.TIMEOUT and stubborn.restarted
+    fresh = run(sandbox, "import os\nprint('kept' in globals(), os.environ['PYTHONHASHSEED'])")
+    assert fresh.stdout.split() == ["False", "5"]
+
+
+def test_kernel_and_init_death_are_reported_and_recovered(sandbox):
+    sandbox.reset(seed=6)
+    died = run(sandbox, "import os\nos._exit(3)")
+    assert died.status is Status.KILLED and "exit status 3" in died.error and died.restarted
+    assert run(sandbox, "print('alive')").stdout.strip() == "alive"
+    # kill -1 reaches every process of the uid but PID 1 and the caller; then the caller dies.
+    killed = run(
+        sandbox,
+        """
+        import os, signal, subprocess
+        subprocess.Popen(["sleep", "100"])
+        os.kill(-1, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    assert killed.status is Status.KILLED and killed.restarted
+    assert run(sandbox, "print('alive')").stdout.strip() == "alive"
+
+
+def test_output_flood_is_capped_and_an_oversized_message_cannot_exhaust_the_host(sandbox):
+    assert run(sandbox, "kept = 1").ok
+    result = run(sandbox, "print('x' * 5_000_000)")
+    assert result.ok and len(result.stdout) <= sandbox.max_output_bytes + 100
+    assert run(sandbox, "print(kept)").stdout.strip() == "1"
+    # One message above the client's MAXMSGSIZE: ZMQ drops the connection instead of taking it
+    # in; the cell never reports back, so it is stopped like an overrun cell.
+    huge = run(sandbox, "print('x' * 40_000_000)", timeout=2)
+    assert huge.status is Status.TIMEOUT and huge.stdout == ""
+    assert run(sandbox, "print('after')").stdout.strip() == "after"
+
+
+def test_a_hostile_episode_leaves_nothing_for_the_next(sandbox):
+    sandbox.reset(seed=7)
+    hostile = run(
+        sandbox,
+        """
+        import os, subprocess, sys, numpy
+        for d in ("/work", "/tmp", "/dev/shm", os.environ["ETPO_OUT_DIR"]):
+            try:
+                open(os.path.join(d, "planted"), "w").write("x")
+            except OSError:
+                pass
+        numpy.random.seed = lambda *a, **k: None  # patch a module
+        import builtins; builtins.planted = True
+        subprocess.Popen(["sleep", "1000"], start_new_session=True)  # a lingering process
+        try:  # the container's init is the same uid: corrupt what can be corrupted
+            os.kill(1, 19)
+        except OSError:
+            pass
+        # plant symlinks where the host's sockets were
+        for n in range(1, 6):
+            p = f"/io/k-{n}"
+            os.replace(p, p + ".old")
+            os.symlink("/var/run/docker.sock", p)
+        print("done")
+        """,
+    )
+    assert hostile.ok and "done" in hostile.stdout, hostile.error
+    # The pinned sockets still reach the same kernel after the swap.
+    assert (
+        run(sandbox, "print(getattr(__import__('builtins'), 'planted', False))").stdout.strip()
+        == "True"
+    )
+    sandbox.reset(seed=7)
+    clean = run(
+        sandbox,
+        """
+        import os, builtins, numpy
+        found = [d for d in ("/work", "/tmp", "/dev/shm", os.environ["ETPO_OUT_DIR"])
+                 if os.path.exists(os.path.join(d, "planted"))]
+        procs = sorted(open(f"/proc/{p}/comm").read().strip() for p in os.listdir("/proc") if p.isdigit())
+        print(found, hasattr(builtins, "planted"), numpy.random.seed.__name__, procs)
+        """,
+    )
+    assert clean.ok, clean.error
+    assert clean.stdout.startswith("[] False seed ")
+    assert "sleep" not in clean.stdout
+
+
+def test_labels_owner_and_close_removes_everything():
+    sb = DockerSandbox(pool_size=1)
+    sb.reset(seed=8)
+    sb.prepare(9)
+    container = sb.container
+    labels = container.labels
+    assert labels["etpo-gym.sandbox"] == "1" and labels["etpo-gym.owner-pid"] == str(os.getpid())
+    config = container.attrs["HostConfig"]
+    assert config["NetworkMode"] == "none" and config["ReadonlyRootfs"] is True
+    assert config["Memory"] == config["MemorySwap"] == 2 * 2**30
+    assert config["CapDrop"] == ["ALL"] and "no-new-privileges" in config["SecurityOpt"]
+    assert config["PidsLimit"] == 256 and config["NanoCpus"] == 10**9
+    assert config["LogConfig"]["Config"]["max-size"] == "1m" and config["Init"] is True
+    assert len(list_resources(instance=sb.instance)) >= 2  # a container and its volume
+    sb.close()
+    sb.close()
+    assert not list_resources(instance=sb.instance)
+
+
+def test_a_missing_image_is_unavailable_not_a_crash():
+    sb = DockerSandbox(image="etpo-gym-sandbox:no-such-version")
+    with pytest.raises(SandboxUnavailable, match="not built"):
+        sb.reset(seed=0)
+    sb.close()
+
+
+def test_kill_9_of_the_owner_leaves_nothing_the_next_start_does_not_reap():
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from etpo_gym.sandbox.docker import DockerSandbox\n"
+            "sb = DockerSandbox(pool_size=1)\nsb.reset(seed=0)\nsb.prepare(1)\n"
+            "print('ready', flush=True)\nimport time\ntime.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        assert list_resources(owner_pid=owner.pid)
+    finally:
+        owner.kill()  # SIGKILL: no close(), no finaliser
+        owner.wait()
+    time.sleep(2)  # a pooled container may still have been starting; let it settle
+    assert reap_orphans() >= 2  # at least its container and its volume
+    assert not list_resources(owner_pid=owner.pid)
+    leftovers = list(Path(tempfile.gettempdir()).glob(f"etpo-gym-docker-{owner.pid}-*"))
+    assert not leftovers

@@ -1,0 +1,7 @@
+"""Leaderboards: suites, a resumable runner, tables and plots (``etpo-gym bench``)."""
+
+from .board import normalised, render, sem
+from .runner import load_agent, run_benchmark
+from .suites import SUITES, get_suite
+
+__all__ = ["SUITES", "get_suite", "load_agent", "normalised", "render", "run_benchmark", "sem"]

@@ -1,0 +1,133 @@
+"""π, Q, Q̄, ρ as full copies and as LoRA adapters on one base, on a tiny real GPT-2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from etpo_agents.etpo import soft_bellman as sb
+from etpo_agents.etpo.models import EtpoModels
+from etpo_agents.etpo.optim import make_optimizer
+from etpo_gym.errors import ConfigError
+
+PROMPTS = [[1], [2], [1, 3]]
+
+
+def _models(path, mode, **kw):
+    return EtpoModels(path, mode=mode, lora_r=4, lora_alpha=8, seed=0, **kw)
+
+
+def _flat(params):
+    return torch.cat([p.detach().flatten().float() for p in params])
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_roles_start_equal_and_training_moves_only_pi_and_q(tiny_lm_dir, mode):
+    m = _models(tiny_lm_dir, mode)
+    samples = m.generate(["pick", "again", "pick"], max_new_tokens=3, seed=1)
+    prompts, actions = [s[0] for s in samples], [s[1] for s in samples]
+    pi = m.action_logits("pi", prompts, actions)
+    rho = m.action_logits("rho", prompts, actions)
+    assert torch.allclose(pi, rho)  # π = ρ at the start
+    q = m.action_logits("q", prompts, actions)
+    assert torch.allclose(q, m.action_logits("q_target", prompts, actions))  # Q̄ = Q
+    width = max(len(a) for a in actions)
+    mask = torch.tensor([[j < len(a) for j in range(width)] for a in actions])
+    taken = torch.tensor([a + [0] * (width - len(a)) for a in actions])
+
+    before_pi, before_q = _flat(m.policy_parameters()), _flat(m.critic_parameters())
+    before_q_bar = _flat(m._q_target_params)
+    critic_opt = make_optimizer(m.critic_parameters(), "adamw", 1e-2)
+    actor_opt = make_optimizer(m.policy_parameters(), "adamw", 1e-2, eps=1e-5)
+    for _ in range(3):
+        loss_q = sb.critic_loss(
+            m.action_logits("q", prompts, actions, grad=True)[:, :width],
+            taken,
+            torch.ones(mask.shape),
+            mask,
+        )
+        critic_opt.zero_grad()
+        loss_q.backward()
+        critic_opt.step()
+        q_now = m.action_logits("q", prompts, actions)[:, :width]
+        loss_pi = sb.policy_loss(
+            m.action_logits("pi", prompts, actions, grad=True)[:, :width],
+            rho[:, :width],
+            q_now,
+            mask,
+            0.1,
+        )
+        actor_opt.zero_grad()
+        loss_pi.backward()
+        actor_opt.step()
+        assert torch.isfinite(loss_q) and torch.isfinite(loss_pi)
+    assert not torch.allclose(before_pi, _flat(m.policy_parameters()))
+    assert not torch.allclose(before_q, _flat(m.critic_parameters()))
+    assert torch.allclose(rho, m.action_logits("rho", prompts, actions))  # ρ never moves
+    assert torch.allclose(before_q_bar, _flat(m._q_target_params))
+    distance = float((_flat(m._q_target_params) - _flat(m.critic_parameters())).norm())
+    m.polyak(0.5)
+    closer = float((_flat(m._q_target_params) - _flat(m.critic_parameters())).norm())
+    assert closer == pytest.approx(0.5 * distance, rel=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_save_load_round_trip_and_policy_dir(tiny_lm_dir, tmp_path, mode):
+    from transformers import AutoModelForCausalLM
+
+    m = _models(tiny_lm_dir, mode)
+    with torch.no_grad():
+        for p in m.policy_parameters() + m.critic_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    actions = [[3, 4], [5], [6, 0]]
+    expected = {r: m.action_logits(r, PROMPTS, actions) for r in ("pi", "q", "q_target")}
+    m.save(tmp_path / "ckpt")
+    fresh = _models(tiny_lm_dir, mode)
+    fresh.load(tmp_path / "ckpt")
+    for role, logits in expected.items():
+        assert torch.allclose(fresh.action_logits(role, PROMPTS, actions), logits, atol=1e-5), role
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt" / "policy").eval()
+    ids = torch.tensor([[1, 3, 4]])
+    with torch.no_grad():
+        direct = policy(input_ids=ids).logits[0, 0]
+    assert torch.allclose(direct, expected["pi"][1 - 1, 0], atol=1e-4)
+
+
+def test_generate_is_seeded_and_rescored_consistently(tiny_lm_dir):
+    m = _models(tiny_lm_dir, "full")
+    a = m.generate(["pick", "again"], max_new_tokens=4, seed=7)
+    b = m.generate(["pick", "again"], max_new_tokens=4, seed=7)
+    assert a == b
+    state = torch.get_rng_state()
+    m.generate(["pick"], max_new_tokens=2, seed=3)
+    assert torch.equal(state, torch.get_rng_state())  # the caller's RNG is untouched
+    for prompt, action, _text in a:
+        assert 1 <= len(action) <= 4
+        logits = m.action_logits("pi", [prompt], [action])
+        assert logits.shape == (1, len(action) + 1, 7)
+
+
+def test_bf16_compute_keeps_float32_master_weights(tiny_lm_dir):
+    m = _models(tiny_lm_dir, "full", dtype="bfloat16")
+    assert all(p.dtype == torch.float32 for p in m.policy_parameters())
+    assert next(m.rho.parameters()).dtype == torch.bfloat16
+    p = m.policy_parameters()[0]
+    before = p.detach().clone()
+    opt = torch.optim.SGD([p], lr=1e-6)
+    p.grad = torch.ones_like(p)
+    opt.step()
+    assert not torch.equal(before, p.detach())  # a 1e-6 step is not rounded away
+    logits = m.action_logits("pi", PROMPTS, [[3], [4], [5]])
+    assert torch.isfinite(logits).all()
+
+
+def test_bad_settings_name_the_value(tiny_lm_dir, tmp_path):
+    with pytest.raises(ConfigError, match="'half'"):
+        EtpoModels(tiny_lm_dir, dtype="half")
+    with pytest.raises(ConfigError, match="'qlora'"):
+        EtpoModels(tiny_lm_dir, mode="qlora")
+    with pytest.raises(ConfigError, match=r"config\.json"):
+        EtpoModels(tmp_path)
+    m = _models(tiny_lm_dir, "full")
+    with pytest.raises(ConfigError, match="'value'"):
+        m.action_logits("value", PROMPTS, [[3], [4], [5]])

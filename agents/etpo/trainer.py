@@ -24,6 +24,7 @@ import torch
 
 import etpo_gym
 from etpo_gym.errors import ConfigError
+from etpo_gym.prompts import action_to_code
 
 from . import soft_bellman as sb
 from .config import EtpoConfig
@@ -340,7 +341,7 @@ def _write_best(directory: Path, task: str, best: dict[str, Any]) -> None:
     name = Path(task).stem if task.endswith(".csv") else task
     header = f"# best code for {task}: reward {best['reward']:.4f} (update {best['update']})\n"
     tmp = directory / f".{name}.py.tmp"
-    tmp.write_text(header + best["code"] + "\n")
+    tmp.write_text(header + action_to_code(best["code"]) + "\n")
     tmp.replace(directory / f"{name}.py")
 
 
@@ -429,10 +430,9 @@ def evaluate(
     seed: int = 10_000,
     cfg: EtpoConfig | None = None,
     device: str = "cpu",
-    batch_size: int = 8,
 ) -> dict[str, Any]:
-    """Score π (``DIR/checkpoint/policy`` or ``DIR/policy`` or a HF dir) on fresh seeds: the first
-    action of each episode, so that the figure is the policy's one-shot reward."""
+    """Score π (``DIR/checkpoint/policy`` or ``DIR/policy`` or a HF dir) on ``episodes`` fresh
+    episodes drawn from ``seed``: one attempt each (the policy's one-shot reward; −1 on error)."""
     from .agent import EtpoAgent
 
     agent = EtpoAgent.from_checkpoint(
@@ -450,20 +450,19 @@ def evaluate(
     env = gym.make(base.env_id, **kwargs)
     rewards, valid = [], []
     try:
-        for start in range(0, episodes, batch_size):
-            seeds = list(range(seed + start, seed + min(episodes, start + batch_size)))
-            observations = []
-            for s in seeds:
-                obs, _ = env.reset(seed=s)
-                observations.append(obs)
-            codes = agent.act_batch(observations, seed=seed + start)
-            for s, code in zip(seeds, codes):
-                env.reset(seed=s)
-                _, reward, _, _, info = env.step(code)
-                if info.get("infra_error"):
-                    continue
-                rewards.append(float(reward))
-                valid.append(info.get("status") == "ok")
+        # the first reset fixes the seed; later resets draw the next episode seeds from it, so
+        # the sandbox can pre-start each episode's kernel (fresh per episode, warm when needed)
+        observation, _ = env.reset(seed=seed)
+        agent.reset(task=task, seed=seed)
+        for episode in range(episodes):
+            if episode:
+                observation, _ = env.reset()
+            code = agent.act(observation, {})
+            _, reward, _, _, info = env.step(code)
+            if info.get("infra_error"):
+                continue
+            rewards.append(float(reward))
+            valid.append(info.get("status") == "ok")
     finally:
         env.close()
     arr = np.asarray(rewards)

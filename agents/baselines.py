@@ -29,7 +29,8 @@ if isinstance(x_train, pd.DataFrame):
         ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
          make_column_selector(dtype_include="number")),
         ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                              OneHotEncoder(handle_unknown="ignore", min_frequency=5)),
+                              OneHotEncoder(handle_unknown="ignore", min_frequency=5,
+                                            sparse_output=False)),
          make_column_selector(dtype_exclude="number")),
     ])
 else:
@@ -58,9 +59,6 @@ MODELS = {
     "naive-bayes": (
         "from sklearn.naive_bayes import GaussianNB\n"
         "from sklearn.linear_model import Ridge\n"
-        "from sklearn.preprocessing import FunctionTransformer\n"
-        "dense = FunctionTransformer(lambda m: m.toarray() if hasattr(m, 'toarray') else m)\n"
-        "prep = make_pipeline(prep, dense)\n"
         "est = Ridge() if regression else GaussianNB()\n"
     ),
     "tree": (

@@ -5,7 +5,7 @@ deviation, ddof 1, over √n; undefined for one seed), success rate, mean steps,
 (those cells are excluded from every score). The normalised score of an agent on a task is
 ``(mean − ref) / (best − ref)``, ``ref`` being the ``logreg`` baseline's mean on that task (or
 the worst row's when logreg did not run) and ``best`` the best row's: 1 = the best agent, 0 = the
-reference; a task on which the best row beats the reference by less than 0.01 has no normalised
+reference; a task on which the best row beats the reference by less than 0.05 has no normalised
 score. Overall rows average the per-task figures; the board is ranked by the overall normalised
 score, then the mean score.
 """
@@ -23,7 +23,7 @@ from typing import Any
 from etpo_gym.errors import ConfigError
 
 REFERENCE = "logreg"
-MIN_SPREAD = 0.01
+MIN_SPREAD = 0.05
 
 
 def sem(values: list[float]) -> float:
@@ -180,7 +180,7 @@ def _markdown(header: dict, summary: dict, tasks: list[str]) -> str:
         "Score: the episode's final reward (the task metric on success, −1 after a failed last "
         "attempt), mean ± SEM over seeds. Normalised: (score − logreg) / (best − logreg) per "
         "task (1 = best row, 0 = the logistic-regression baseline; none where the best row beats "
-        "logreg by less than 0.01), averaged over tasks. "
+        "logreg by less than 0.05), averaged over tasks. "
         "Infra-error cells are excluded from scores and counted separately.",
         "",
         "| rank | agent | normalised | mean score | success | mean steps | infra errors |",

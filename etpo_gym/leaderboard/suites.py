@@ -8,6 +8,7 @@ checks), so changing a task forces a new suite version.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from etpo_gym.tasks import get_task, task_names
 from etpo_gym.tasks.synthetic import dataset_digest
 
 SPLIT = "holdout 70/30 stratified, split seed = episode seed"
-REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+#: The real CSVs of ``real-v0``: ``$ETPO_REAL_DATA``, else ``shared/data/real`` beside the checkout.
+REAL_DATA = Path(
+    os.environ.get("ETPO_REAL_DATA")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+)
 
 
 @dataclass(frozen=True)

@@ -895,7 +895,8 @@ class DockerSandbox(Sandbox):
         elif out.exists():
             shutil.rmtree(out)
         out.mkdir(mode=0o700)
-        os.chown(out, self.uid or 0, self.uid or 0)
+        # A process the code left behind may have swapped in a symlink meanwhile: never follow it.
+        os.chown(out, self.uid or 0, self.uid or 0, follow_symlinks=False)
 
     # -- execution ---------------------------------------------------------------------------
 

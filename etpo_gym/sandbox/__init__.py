@@ -7,6 +7,7 @@ warning saying why).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -37,12 +38,23 @@ def resolve_backend(name: str) -> str:
 
 
 def make_sandbox(name: str = "local", **kwargs: Any) -> Sandbox:
-    """Build (not start) a sandbox backend by name."""
-    backend = resolve_backend(name)
-    if backend == "docker":
-        from etpo_gym.sandbox.docker import DockerSandbox
+    """Build (not start) a sandbox backend by name.
 
-        return DockerSandbox(**kwargs)
+    Settings that only the other backend takes (``cpus``, ``pids_limit``, ``python``, ...) are
+    dropped, so that one set of ``sandbox_kwargs`` works with ``sandbox="auto"`` whichever backend
+    it picks; a setting that no backend takes is a :class:`ConfigError`.
+    """
+    from etpo_gym.sandbox.docker import DockerSandbox
     from etpo_gym.sandbox.local import LocalSandbox
 
-    return LocalSandbox(**kwargs)
+    backend = resolve_backend(name)
+    classes: dict[str, type[Sandbox]] = {"local": LocalSandbox, "docker": DockerSandbox}
+    takes = {key: set(inspect.signature(cls).parameters) for key, cls in classes.items()}
+    unknown = sorted(set(kwargs) - set().union(*takes.values()))
+    if unknown:
+        raise ConfigError(
+            f"sandbox setting(s) {unknown} are not accepted: the {backend} sandbox takes "
+            f"{sorted(takes[backend])}"
+        )
+    own = {key: value for key, value in kwargs.items() if key in takes[backend]}
+    return classes[backend](**own)

@@ -47,6 +47,7 @@ import queue
 import re
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -150,15 +151,31 @@ def _connect_engine(timeout: int = 60) -> Any:
             "through socket files, so the engine must run on this machine",
             backend="docker",
         )
+    address = host or "unix:///var/run/docker.sock"
+    path = address.removeprefix("unix://")
+    try:
+        is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError as exc:
+        is_socket, why = False, exc.strerror or type(exc).__name__
+    else:
+        why = "not a socket"
+    if not is_socket:
+        # Checked before docker-py is asked: its failed connect leaves a socket unclosed.
+        raise SandboxUnavailable(
+            f"the Docker engine does not answer ({address}): {path}: {why}", backend="docker"
+        )
+    client = None
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise SandboxUnavailable(
-            f"the Docker engine does not answer ({host or 'unix:///var/run/docker.sock'}): {first}",
-            backend="docker",
-        ) from exc
+            f"the Docker engine does not answer ({address}): {first}", backend="docker"
+        ) from None
     return client
 
 
@@ -309,6 +326,27 @@ class _Box:
         if not self.init_pid:
             return False
         return _start_time(self.init_pid) == self.init_start
+
+    def kill(self) -> None:
+        """SIGKILL the container's init from the host, which ends every process in the container
+        (its PID namespace) at once; the engine's kill API when that is not possible."""
+        try:
+            pidfd = os.pidfd_open(self.init_pid)
+        except OSError:
+            return  # already gone
+        try:
+            # The pid names our init only if its start time still matches, checked after the
+            # pidfd holds the process: no pid-reuse race.
+            if self.alive():
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                return
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+        if self.container is not None and self.alive():
+            with contextlib.suppress(Exception):
+                self.container.kill()
 
     def close_client(self) -> None:
         client, self.client = self.client, None
@@ -611,8 +649,7 @@ class DockerSandbox(Sandbox):
         box.close_client()
         if kill_now and box.container is not None and box.alive():
             # The next episode's inputs are written right after this: its kernel must be gone.
-            with contextlib.suppress(Exception):
-                box.container.kill()
+            box.kill()
         janitor = self._janitor
         if janitor is None or self._closed:
             self._destroy(box)

@@ -15,7 +15,7 @@ import pytest
 import etpo_gym  # noqa: F401 - registers the envs
 from etpo_gym.errors import ConfigError, SandboxError, SandboxUnavailable
 from etpo_gym.sandbox import docker as docker_backend
-from etpo_gym.sandbox import resolve_backend
+from etpo_gym.sandbox import make_sandbox, resolve_backend
 from etpo_gym.sandbox.docker import DockerSandbox, docker_status
 from etpo_gym.sandbox.image import debian_mirror, index_settings, requirements
 
@@ -64,6 +64,30 @@ def test_auto_falls_back_to_local_with_one_warning_naming_the_reason(monkeypatch
         assert resolve_backend("auto") == "local"
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "does not answer" in messages[0]
+
+
+def test_auto_fallback_accepts_docker_limits_and_unknown_settings_are_named(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
+    limits = {"cpus": 1.0, "pids_limit": 128, "pool_size": 1, "tmpfs_size": 2**26}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = gym.make(
+            "DataSci-v0", task="breast_cancer", sandbox="auto", timeout=20.0, sandbox_kwargs=limits
+        )
+        try:
+            _, info = env.reset(seed=0)
+            assert not info["infra_error"], info["error"]
+            _, _, terminated, _, info = env.step(
+                "from sklearn.dummy import DummyClassifier\n"
+                "model = DummyClassifier().fit(x_train, y_train)\n"
+            )
+            assert terminated and info["status"] == "ok" and info["sandbox"] == "local"
+        finally:
+            env.close()
+    sandbox_warnings = [str(w.message) for w in caught if "sandbox" in str(w.message)]
+    assert len(sandbox_warnings) == 1 and "local" in sandbox_warnings[0]
+    with pytest.raises(ConfigError, match=r"\['pid_limit'\].*pids_limit"):
+        make_sandbox("docker", pid_limit=64)
 
 
 def test_unreachable_engine_is_an_infra_error_not_a_penalty(monkeypatch):

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from etpo_gym.errors import ConfigError, EtpoGymError
+
 
 def _task_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="task name, or a path to a .csv file")
@@ -50,7 +52,10 @@ def cmd_try(args: argparse.Namespace) -> int:
 
     import etpo_gym  # noqa: F401 - registers the envs
 
-    code = sys.stdin.read() if args.code == "-" else Path(args.code).read_text(encoding="utf-8")
+    try:
+        code = sys.stdin.read() if args.code == "-" else Path(args.code).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--code {args.code}: cannot be read ({exc}); pass a file or -") from None
     env = gym.make(
         args.env,
         task=args.task,
@@ -152,7 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(board_main(argv) or 0)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except EtpoGymError as exc:
+        print(f"etpo-gym {args.verb}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

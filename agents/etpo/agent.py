@@ -45,7 +45,9 @@ class EtpoAgent:
         cls, path: str | os.PathLike[str], device: str = "cpu", **kwargs: Any
     ) -> EtpoAgent:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         directory = policy_dir(path)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForCausalLM.from_pretrained(directory).to(device).eval()

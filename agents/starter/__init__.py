@@ -31,7 +31,9 @@ def load_starter(device: str = "cpu") -> tuple[Any, Any]:
             ``python -m etpo_agents.starter.build --out <starter_path()> --seed 0``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     path = starter_path()
     if not (path / "model.safetensors").is_file():
         raise FileNotFoundError(

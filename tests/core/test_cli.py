@@ -44,7 +44,15 @@ def test_try_reports_a_failure_with_the_reflection_prompt():
     assert "Your previous code:" in out.stdout
 
 
-def test_unknown_task_is_a_clear_error():
-    out = run("try", "--task", "no_such_task", "--code", "-", stdin="model = 1\n")
-    assert out.returncode != 0
-    assert "no_such_task" in out.stderr
+def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
+    cases = [
+        (("--task", "no_such_task", "--code", "-"), "unknown task 'no_such_task'"),
+        (("--task", "breast_cancer", "--code", str(tmp_path / "nope.py")), "nope.py"),
+        (("--task", "breast_cancer", "--sandbox", "dockr", "--code", "-"), "sandbox='dockr'"),
+        (("--task", str(tmp_path / "d.csv"), "--code", "-"), "d.csv"),
+    ]
+    for args, named in cases:
+        out = run("try", *args, stdin="model = 1\n")
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.startswith("etpo-gym try: ") and named in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr

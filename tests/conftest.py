@@ -39,6 +39,12 @@ def real_csv(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def docker_ready() -> None:
+    """Module-level gate for tests that need the engine and the sandbox image."""
+    require_docker()
+
+
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
 def backend(request: pytest.FixtureRequest) -> str:
     """Each env test runs against every sandbox backend."""

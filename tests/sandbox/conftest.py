@@ -1,4 +1,4 @@
-"""Docker sandbox fixtures: skip without an engine (fail in CI), and a leak check.
+"""Docker sandbox fixtures: a session-end leak check (the `docker_ready` gate is in tests/conftest.py).
 
 Every test that starts containers is marked ``docker``; the session ends by checking that no
 labelled container or volume made by this process (or by its worker processes) remains.
@@ -9,24 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-
-def docker_or_skip() -> None:
-    """Skip the test when the Docker sandbox cannot run here; fail instead when ``CI=true``."""
-    from etpo_gym.sandbox.docker import docker_status
-
-    ok, reason = docker_status()
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"Docker is required in CI but cannot be used: {reason}")
-    pytest.skip(f"Docker cannot be used here: {reason}")
-
-
-@pytest.fixture(scope="module")
-def docker_ready() -> None:
-    """Module-level gate for tests that need the engine and the sandbox image."""
-    docker_or_skip()
 
 
 @pytest.fixture(autouse=True, scope="session")

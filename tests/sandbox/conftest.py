@@ -1,4 +1,4 @@
-"""Docker sandbox fixtures: a session-end leak check (the `docker_ready` gate is in tests/conftest.py).
+"""Docker sandbox fixtures: a session-end leak check.
 
 Every test that starts containers is marked ``docker``; the session ends by checking that no
 labelled container or volume made by this process (or by its worker processes) remains.

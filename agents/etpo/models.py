@@ -283,7 +283,8 @@ class EtpoModels:
     # -- sampling -----------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        """Token ids of ``text``, whole (callers cut prompts to the context: no warning)."""
+        return list(self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
 
     @torch.no_grad()
     def generate(

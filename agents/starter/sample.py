@@ -47,7 +47,9 @@ def sample_bodies(
     )
     if not 0 < max_new_tokens < context:
         raise ConfigError(f"max_new_tokens={max_new_tokens!r} must be in [1, {context - 1}]")
-    ids = tokenizer(prompt, return_tensors="pt").input_ids[:, -(context - max_new_tokens) :]
+    # verbose=False: a prompt longer than the context is cut here, not an error to warn about
+    ids = tokenizer(prompt, return_tensors="pt", verbose=False).input_ids
+    ids = ids[:, -(context - max_new_tokens) :]
     device = next(model.parameters()).device
     ids = ids.to(device).repeat(n, 1)
     eos = tokenizer.eos_token_id

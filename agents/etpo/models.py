@@ -102,8 +102,10 @@ class EtpoModels:
             self.q = copy.deepcopy(base).to(self.device)
             self.q_target = _frozen(copy.deepcopy(self.q), frozen_dtype)
             self.rho = _frozen(copy.deepcopy(base), frozen_dtype)
-            self.pi.train()
-            self.q.train()
+            # eval(): no dropout in any role (as TRL does for RL): the π and Q that are trained
+            # must be the functions that the targets, the KL and the samples come from.
+            self.pi.eval()
+            self.q.eval()
         else:
             from peft import LoraConfig, get_peft_model
 
@@ -126,7 +128,7 @@ class EtpoModels:
             self.q_head = _head_copy(head).to(self.device)
             self.q_target_head = _frozen(_head_copy(head), torch.float32).to(self.device)
             self._copy_adapter("q", "q_target")
-            self.peft.train()
+            self.peft.eval()  # no dropout, as in full mode
         self._pi_params = self._collect("pi")
         self._q_params = self._collect("q")
         self._q_target_params = self._collect("q_target")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -131,3 +134,22 @@ def test_bad_settings_name_the_value(tiny_lm_dir, tmp_path):
     m = _models(tiny_lm_dir, "full")
     with pytest.raises(ConfigError, match="'value'"):
         m.action_logits("value", PROMPTS, [[3], [4], [5]])
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_dropout_is_off_so_pi_equals_rho_at_the_start(tiny_lm_dir, tmp_path, mode):
+    with_dropout = tmp_path / "dropout"
+    shutil.copytree(tiny_lm_dir, with_dropout)
+    config = json.loads((with_dropout / "config.json").read_text())
+    config.update(resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5)
+    (with_dropout / "config.json").write_text(json.dumps(config))
+    m = _models(with_dropout, mode, lora_dropout=0.5)
+    samples = m.generate(["pick", "again"], max_new_tokens=3, seed=1)
+    prompts, actions = [s[0] for s in samples], [s[1] for s in samples]
+    rho = m.action_logits("rho", prompts, actions)
+    for role in ("pi", "q"):
+        first = m.action_logits(role, prompts, actions, grad=True)
+        second = m.action_logits(role, prompts, actions, grad=True)
+        assert torch.equal(first, second), role  # deterministic: no dropout mask
+        assert first.requires_grad, role  # and still trainable
+    assert torch.allclose(m.action_logits("pi", prompts, actions), rho)

@@ -5,7 +5,7 @@ Prints, for the same code on the same split, medians of
 (b) the local kernel sandbox (``DataSci-v0`` with ``sandbox="local"``), and, with ``--docker``,
 (c) the Docker sandbox: cold start to first execute, episode reset (a new seed, and an RL loop's
 seedless reset served by the warm pool), trivial-cell round trip, a trivial step, a small
-scikit-learn fit step (a few ms of fitting) and a random-forest step (about 0.2 s of fitting),
+scikit-learn fit step (a few ms of fitting) and a random-forest step (about 0.1 s of fitting),
 timed once the pool is idle, each with its ratio to (a) and, for Docker,
 to (b). With ``--docker`` it then prints the episode throughput of N = 1, 2, 4 Docker envs in an
 ``AsyncVectorEnv`` (reset + one small fit per episode) and its scaling relative to N = 1.
@@ -56,7 +56,7 @@ BODIES = {
         "model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))\n"
         "model.fit(x_train, y_train)\n"
     ),
-    # About 0.2 s of fitting: the kind of fit the prototype's figures compare (fixed per-step
+    # About 0.1 s of fitting: the kind of fit the prototype's figures compare (fixed per-step
     # costs of a few ms weigh little against it).
     "forest-fit": (
         "from sklearn.ensemble import RandomForestClassifier\n"

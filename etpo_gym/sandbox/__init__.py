@@ -52,9 +52,7 @@ def make_sandbox(name: str = "local", **kwargs: Any) -> Sandbox:
     takes = {key: set(inspect.signature(cls).parameters) for key, cls in classes.items()}
     unknown = sorted(set(kwargs) - set().union(*takes.values()))
     if unknown:
-        raise ConfigError(
-            f"sandbox setting(s) {unknown} are not accepted: the {backend} sandbox takes "
-            f"{sorted(takes[backend])}"
-        )
+        accepted = "; ".join(f"{key}: {sorted(names)}" for key, names in takes.items())
+        raise ConfigError(f"sandbox setting(s) {unknown} are not accepted; accepted: {accepted}")
     own = {key: value for key, value in kwargs.items() if key in takes[backend]}
     return classes[backend](**own)

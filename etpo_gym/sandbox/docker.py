@@ -175,7 +175,7 @@ def _connect_engine(timeout: int = 60) -> Any:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise SandboxUnavailable(
             f"the Docker engine does not answer ({address}): {first}", backend="docker"
-        ) from None
+        ) from exc
     return client
 
 
@@ -330,20 +330,16 @@ class _Box:
     def kill(self) -> None:
         """SIGKILL the container's init from the host, which ends every process in the container
         (its PID namespace) at once; the engine's kill API when that is not possible."""
-        try:
+        with contextlib.suppress(OSError):  # no pidfd (gone, or no kernel support): below
             pidfd = os.pidfd_open(self.init_pid)
-        except OSError:
-            return  # already gone
-        try:
-            # The pid names our init only if its start time still matches, checked after the
-            # pidfd holds the process: no pid-reuse race.
-            if self.alive():
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                return
-        except OSError:
-            pass
-        finally:
-            os.close(pidfd)
+            try:
+                # The pid names our init only if its start time still matches, checked after
+                # the pidfd holds the process: no pid-reuse race.
+                if self.alive():
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    return
+            finally:
+                os.close(pidfd)
         if self.container is not None and self.alive():
             with contextlib.suppress(Exception):
                 self.container.kill()

@@ -197,7 +197,10 @@ class KernelSandbox(Sandbox):
             self._retire(kernel)
         for executor in (self._starter, self._janitor):
             if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=False)
+                try:
+                    executor.shutdown(wait=True, cancel_futures=False)
+                except RuntimeError:  # closed from one of its own threads (a finaliser)
+                    executor.shutdown(wait=False)
         self._starter = self._janitor = None
         try:
             self.backend.close()

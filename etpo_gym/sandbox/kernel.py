@@ -238,7 +238,11 @@ class KernelSandbox(Sandbox):
             break
         start = self._submit(seed)
         assert start.future is not None
-        return start.future.result()
+        try:
+            return start.future.result()
+        except BaseException:  # also KeyboardInterrupt while waiting: leave no kernel behind
+            self._discard(start)
+            raise
 
     def _submit(self, seed: int) -> _Start:
         assert self._starter is not None

@@ -111,7 +111,10 @@ ALL_SUITES: dict[str, Suite] = {
         Suite("real", "v1", _real_v1(), "ecea8478032f8d8d"),
         Suite("real", "v1-train", _real_v1(split="train"), "80fee22a69bb7a19"),
         Suite("real", "v1-test", _real_v1(split="test"), "b781e3bfbf500896"),
-        *(Suite("real", f"v1-{family}", _real_v1(family=family), "0") for family in real.FAMILIES),
+        *(
+            Suite("real", f"v1-{family}", _real_v1(family=family), digest)
+            for family, digest in _FAMILY_DIGESTS.items()
+        ),
     )
 }
 #: The latest full suite of each name (``real`` is ``real-v1``).

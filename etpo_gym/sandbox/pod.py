@@ -47,6 +47,9 @@ MAX_MESSAGE = 1 << 16
 #: Capabilities of the supervisor (uid 0): to become the kernel uid, and to empty the kernel's
 #: bounding set. Everything else is dropped; the kernel itself has none at all.
 SUPERVISOR_CAPS = ("SETUID", "SETGID", "SETPCAP")
+#: Memory a pod gets on top of its kernel's limit, for the supervisor: about 170 MiB resident,
+#: most of it the imported modules that every kernel shares with it (copy-on-write).
+SUPERVISOR_MEMORY = 256 * 2**20
 BACKEND = "docker"
 
 
@@ -57,7 +60,8 @@ class PodSettings:
     Attributes:
         image: the sandbox image.
         uid: the kernel's uid (names no user on the host).
-        memory_limit: bytes of memory for the whole pod (swap equal to it: none).
+        memory_limit: bytes of memory for the kernel; the pod gets ``SUPERVISOR_MEMORY`` more
+            (swap equal to it: none).
         cpus: CPU limit.
         pids_limit: most processes and threads in the pod.
         tmpfs_size: bytes of each of ``/work`` and ``/tmp``.
@@ -101,19 +105,34 @@ def _readable(fd: int) -> bool:
     return bool(ready)
 
 
-def memory_cgroup(pid: int) -> Path | None:
-    """The host path of the memory cgroup of process ``pid`` (v1 or v2), or ``None``."""
+def cgroup_dir(pid: int, controller: str) -> Path | None:
+    """The host path of process ``pid``'s cgroup for ``controller`` (v1), or its unified
+    cgroup (v2); ``None`` if it cannot be found."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controllers / path.lstrip("/")
     for line in lines:
         if line.startswith("0::"):
             return Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+    return None
+
+
+def cpu_seconds(cgroup: Path | None) -> float | None:
+    """CPU time used so far by a cgroup (v1 ``cpuacct.usage``, v2 ``cpu.stat``), in seconds."""
+    if cgroup is None:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        return int((cgroup / "cpuacct.usage").read_text()) / 1e9
+    with contextlib.suppress(OSError, ValueError):
+        for line in (cgroup / "cpu.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
     return None
 
 
@@ -170,11 +189,13 @@ class Pod:
         self.container_id = ""
         self.init_pid = 0
         self.init_fd = -1
-        self.cgroup: Path | None = None
+        self.cgroup: Path | None = None  # memory
+        self.cpu_cgroup: Path | None = None
         self.started = 0.0
         self.kernels = 0  # how many kernels it has served
         self.preload_s = 0.0
         self._conn: socket.socket | None = None
+        self._listener: socket.socket | None = None
         self._lock = threading.Lock()
         self._ended = False
 
@@ -205,6 +226,7 @@ class Pod:
             directory.mkdir(mode=0o700)
         self.data_dir.chmod(0o755)  # the kernel uid reads the inputs through the bind mount
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._listener = listener
         try:
             listener.bind(str(self.ctl_dir / CTL_SOCKET))
             listener.listen(1)
@@ -251,8 +273,8 @@ class Pod:
                     working_dir=WORK_DIR,
                     environment={"HOME": WORK_DIR, "TMPDIR": "/tmp"},
                     hostname="sandbox",
-                    mem_limit=s.memory_limit,
-                    memswap_limit=s.memory_limit,
+                    mem_limit=s.memory_limit + SUPERVISOR_MEMORY,
+                    memswap_limit=s.memory_limit + SUPERVISOR_MEMORY,
                     pids_limit=s.pids_limit,
                     nano_cpus=int(s.cpus * 1e9),
                     cap_drop=["ALL"],
@@ -277,22 +299,46 @@ class Pod:
                 raise EngineUnavailable(str(exc).splitlines()[0][:200]) from exc
             self.started = time.monotonic()
             self.container_id = self.container.id
+            if self._ended:  # ended by another thread while the engine started it
+                raise KernelStartError("the pod was ended while it started", backend=BACKEND)
             self._find_init(client)
             listener.settimeout(s.startup_timeout)
             try:
                 conn, _ = listener.accept()
-            except TimeoutError:
-                raise KernelStartError(
-                    f"the pod's supervisor did not connect within {s.startup_timeout:g} s",
-                    backend=BACKEND,
-                ) from None
+            except OSError as exc:
+                reason = (
+                    f"the pod's supervisor did not connect within {s.startup_timeout:g} s"
+                    if isinstance(exc, TimeoutError)
+                    else f"the pod was ended while it started ({exc})"
+                )
+                raise KernelStartError(reason, backend=BACKEND) from None
         finally:
+            self._listener = None
             listener.close()
             # One owner connection per pod: nothing else may connect later.
             with contextlib.suppress(OSError):
                 (self.ctl_dir / CTL_SOCKET).unlink()
         self._conn = conn
-        conn.settimeout(s.startup_timeout)
+        if self._ended:
+            raise KernelStartError("the pod was ended while it started", backend=BACKEND)
+        try:
+            ready = self._handshake(conn)
+        except OSError as exc:
+            raise KernelStartError(
+                f"the pod's supervisor stopped answering while it started ({exc!r})",
+                backend=BACKEND,
+            ) from None
+        if ready.get("op") != "ready" or not ready.get("ok"):
+            raise KernelStartError(
+                "the pod did not come up clean: "
+                + "; ".join(ready.get("problems") or ["its supervisor exited"]),
+                backend=BACKEND,
+            )
+        self.preload_s = float(ready.get("preload_s") or 0.0)
+
+    def _handshake(self, conn: socket.socket) -> dict[str, Any]:
+        """Hello, the owner's pidfd, then the supervisor's ready report."""
+        conn.settimeout(self.settings.startup_timeout)
         hello = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
         if hello.get("op") != "hello":
             raise KernelStartError("the pod's supervisor did not say hello", backend=BACKEND)
@@ -302,14 +348,7 @@ class Pod:
             socket.send_fds(conn, [json.dumps(message).encode()], [owner])
         finally:
             os.close(owner)
-        ready = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
-        if ready.get("op") != "ready" or not ready.get("ok"):
-            raise KernelStartError(
-                "the pod did not come up clean: "
-                + "; ".join(ready.get("problems") or ["its supervisor exited"]),
-                backend=BACKEND,
-            )
-        self.preload_s = float(ready.get("preload_s") or 0.0)
+        return json.loads(conn.recv(MAX_MESSAGE) or b"{}")
 
     def _find_init(self, client: Any) -> None:
         """The container's init: its pid, a pidfd on it, and its memory cgroup."""
@@ -328,7 +367,8 @@ class Pod:
             os.close(fd)
             raise KernelStartError("the pod's container exited at once", backend=BACKEND)
         self.init_pid, self.init_fd = pid, fd
-        self.cgroup = memory_cgroup(pid)
+        self.cgroup = cgroup_dir(pid, "memory")
+        self.cpu_cgroup = cgroup_dir(pid, "cpuacct")
 
     def alive(self) -> bool:
         """Whether the container still runs (a pidfd poll, no engine call)."""
@@ -340,6 +380,10 @@ class Pod:
     def end(self) -> None:
         """End the pod now: every process in it is dead on return. Idempotent, any thread."""
         self._ended = True
+        listener = self._listener
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes a thread waiting in accept
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(OSError):
@@ -383,7 +427,12 @@ class Pod:
             return ""
 
     def oom_kills(self) -> int | None:
+        """The pod's memory cgroup's OOM kill count (its supervisor is never the first pick)."""
         return oom_kill_count(self.cgroup)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds every process of the pod used so far, from its cgroup on the host."""
+        return cpu_seconds(self.cpu_cgroup)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -423,12 +472,15 @@ class Pod:
     def spawn(self, seed: int, key: str, env: Mapping[str, str]) -> PodKernel:
         """Fork a fresh kernel (the pod must be clean). Returns once it has made its files."""
         oom_before = self.oom_kills()
+        limit = self.settings.memory_limit
         request = {
             "op": "spawn",
             "seed": seed,
             "key": key,
             "env": dict(env),
-            "memory_limit": self.settings.memory_limit,
+            # A large allocation fails with MemoryError (as on the local backend) before the OOM
+            # killer has to step in; the rest is for code, libraries and tmpfs pages.
+            "data_limit": max(limit - 256 * 2**20, limit * 3 // 4),
         }
         reply, fds = self.request(request, timeout=self.settings.startup_timeout)
         if len(fds) != 1:

@@ -420,15 +420,8 @@ class Supervisor:
                 fh.write("1000")
             import resource
 
-            memory = request.get("memory_limit")
-            if isinstance(memory, int) and memory > 0:
-                # A large allocation fails with MemoryError before the pod's OOM killer has to
-                # step in: the data limit is what this process already maps plus what the pod
-                # has left, less room for code, libraries and tmpfs pages.
-                with open("/proc/self/status") as fh:
-                    status = dict(line.split(":", 1) for line in fh.read().splitlines())
-                vm_data, rss = (int(status[k].split()[0]) * 1024 for k in ("VmData", "VmRSS"))
-                limit = vm_data + max(64 << 20, memory - rss - (256 << 20))
+            limit = request.get("data_limit")
+            if isinstance(limit, int) and limit > 0:
                 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             with open("/proc/sys/kernel/cap_last_cap") as fh:

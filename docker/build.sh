@@ -9,4 +9,4 @@ python="${PYTHON:-}"
 if [ -z "$python" ]; then
   if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
 fi
-exec "$python" -m etpo_gym.sandbox.image build "$@"
+exec "$python" -m etpo_gym.sandbox.manage build "$@"

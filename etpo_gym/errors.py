@@ -114,3 +114,18 @@ class KernelStartError(SandboxError):
         self.reason = reason
         self.exit_status = exit_status
         self.log_tail = log_tail
+
+
+class OutputError(EtpoGymError, ValueError):
+    """A file the code wrote (predictions) is refused: the agent's fault, never raised out of
+    the env (it becomes an ``error`` step).
+
+    Attributes:
+        name: the file name.
+        reason: why it was refused.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason

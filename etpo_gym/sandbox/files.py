@@ -93,7 +93,9 @@ def clear_dir(dir_fd: int, name: str = ".", depth: int = 0) -> None:
         return
     try:
         with contextlib.suppress(OSError):
-            os.fchmod(fd, 0o700)
+            mode = os.fstat(fd).st_mode
+            if mode & 0o700 != 0o700:  # the code made it read-only: entries cannot go otherwise
+                os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
         try:
             entries = os.listdir(fd)
         except OSError:

@@ -22,7 +22,6 @@ with the classic builder through the Docker SDK:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import os
@@ -33,13 +32,14 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from etpo_gym.errors import SandboxError, SandboxUnavailable
+from etpo_gym.errors import ImageBuildError, SandboxError, SandboxUnavailable
+from etpo_gym.sandbox.engine import connect_engine
 
 IMAGE_REPO = "etpo-gym-sandbox"
 BOOTSTRAP_BASE = "etpo-gym-base"
@@ -195,19 +195,9 @@ def debian_mirror() -> tuple[str, str]:
 
 
 def connect(timeout: int = 600) -> Any:
-    """A Docker SDK client, or :class:`SandboxUnavailable` saying why not."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:
-        raise SandboxUnavailable(
-            f"the Docker engine does not answer ({os.environ.get('DOCKER_HOST', 'default socket')}): "
-            f"{exc}; start it (scripts/ensure-docker.sh does) and retry",
-            backend="docker",
-        ) from exc
-    return client
+    """A Docker SDK client with a long timeout (builds are slow), or
+    :class:`~etpo_gym.errors.EngineUnavailable` saying why not."""
+    return connect_engine(timeout=timeout)
 
 
 def _image_exists(client: Any, name: str) -> bool:
@@ -340,8 +330,8 @@ def build_image(
 ) -> str:
     """Build the sandbox image unless it is already built; returns its tag.
 
-    Raises :class:`SandboxUnavailable` (no engine, no base) or :class:`SandboxError` (the build
-    failed; ``detail`` holds the log tail).
+    Raises :class:`SandboxUnavailable` (no engine, no base) or :class:`ImageBuildError` (the
+    build failed; ``log_tail`` holds the end of its log).
     """
     missing = [name for name in CONTEXT_FILES if not (CONTEXT_DIR / name).is_file()]
     if missing:
@@ -397,10 +387,8 @@ def build_image(
     finally:
         remove_build_stage_images(client)
     if error or not _image_exists(client, tag):
-        raise SandboxError(
-            f"building {tag} failed: {error or 'no image was produced'}",
-            backend="docker",
-            detail="\n".join(lines[-40:]),
+        raise ImageBuildError(
+            tag, error or "no image was produced", log_tail="\n".join(lines[-40:])
         )
     _check_no_ca(client, tag)
     log(f"image {tag}: built in {time.monotonic() - started:.0f} s")
@@ -412,39 +400,4 @@ def _check_no_ca(client: Any, tag: str) -> None:
     history = client.api.history(tag)
     if any("pip-ca.pem" in (layer.get("CreatedBy") or "") for layer in history):
         client.images.remove(tag, force=True)
-        raise SandboxError(f"{tag} contains the CA bundle in a layer; removed it", backend="docker")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``etpo-gym sandbox build|status``."""
-    parser = argparse.ArgumentParser(prog="etpo-gym sandbox", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="verb", required=True)
-    p = sub.add_parser("build", help="build the sandbox image unless it is already built")
-    p.add_argument("--tag", default=None, help=f"image tag (default: {default_image()})")
-    p.add_argument(
-        "--base", default=None, help="base image (default: python:X.Y-slim or bootstrap)"
-    )
-    p.add_argument("--force", action="store_true", help="rebuild even if the image exists")
-    p.add_argument("--mirror", default=None, help="Debian mirror for debootstrap (default: apt's)")
-    sub.add_parser("status", help="say whether the Docker sandbox can be used here, and why not")
-    sub.add_parser("reap", help="remove sandbox containers and volumes left by dead processes")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        if args.verb == "build":
-            build_image(tag=args.tag, base=args.base, force=args.force, mirror=args.mirror)
-            return 0
-        from etpo_gym.sandbox.docker import docker_status, reap_orphans
-
-        if args.verb == "status":
-            ok, reason = docker_status()
-            print(("usable: " if ok else "not usable: ") + reason)
-            return 0 if ok else 1
-        print(f"removed {reap_orphans()} orphaned sandbox resources")
-        return 0
-    except SandboxError as exc:
-        print(f"etpo-gym sandbox {args.verb}: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        raise ImageBuildError(tag, "the image contains the CA bundle in a layer; removed it")

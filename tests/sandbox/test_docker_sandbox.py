@@ -26,7 +26,7 @@ MEMORY = 768 * 2**20  # small, so that the OOM tests touch little memory
 
 @pytest.fixture(scope="module")
 def sandbox():
-    sb = DockerSandbox(timeout=20, memory_limit=MEMORY, interrupt_grace=2.0)
+    sb = DockerSandbox(timeout=20, memory_limit=MEMORY, interrupt_grace=5.0, pool_size=1)
     sb.reset(seed=11)
     yield sb
     sb.close()
@@ -85,10 +85,10 @@ def test_inputs_in_predictions_out_and_hostile_outputs_refused(sandbox):
     )
     assert result.ok, result.error
     assert "['frame.pkl', 'x_train.npy']" in result.stdout
-    np.testing.assert_array_equal(sandbox.read_output("pred.npy"), [2.0, 5.0, 12.0])
+    np.testing.assert_array_equal(sandbox.read_output("pred.npy", shape=(3,)), [2.0, 5.0, 12.0])
     with pytest.raises(ValueError, match="symbolic link"):
         sandbox.read_output("link.npy")
-    with pytest.raises(ValueError, match="not a plain numeric"):
+    with pytest.raises(ValueError, match="Python objects"):
         sandbox.read_output("obj.npy")
     with pytest.raises(ValueError, match="limit"):
         sandbox.read_output("pred.npy", max_bytes=10)
@@ -98,7 +98,7 @@ def test_inputs_in_predictions_out_and_hostile_outputs_refused(sandbox):
     assert run(
         sandbox, "import os, shutil; shutil.rmtree('/io/out'); os.symlink('/etc', '/io/out')"
     ).ok
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="output directory was replaced"):
         sandbox.read_output("pred.npy")
 
 
@@ -201,7 +201,7 @@ def test_pids_limit_holds_against_a_fork_bomb(sandbox):
 def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
     sandbox.reset(seed=4)
     big = run(sandbox, "import numpy as np\nblob = np.ones(2**34, dtype=np.uint8)")
-    assert big.status is Status.OOM and "MemoryError" in big.error and not big.restarted
+    assert big.status is Status.OOM and "MemoryError" in big.error and big.restarted
     # Shared memory escapes the data-segment limit: the cgroup's OOM killer stops it.
     touched = run(
         sandbox,
@@ -213,7 +213,7 @@ def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
         """,
     )
     assert touched.status is Status.OOM and "memory limit" in touched.error
-    assert touched.restarted
+    assert touched.oom and touched.restarted
     assert run(sandbox, "print(6 * 7)").stdout.strip() == "42"
 
 
@@ -252,16 +252,16 @@ def test_kernel_and_init_death_are_reported_and_recovered(sandbox):
     assert run(sandbox, "print('alive')").stdout.strip() == "alive"
 
 
-def test_output_flood_is_capped_and_an_oversized_message_cannot_exhaust_the_host(sandbox):
+def test_output_flood_is_capped_and_the_cell_keeps_its_status(sandbox):
     assert run(sandbox, "kept = 1").ok
     result = run(sandbox, "print('x' * 5_000_000)")
     assert result.ok and len(result.stdout) <= sandbox.max_output_bytes + 100
     assert run(sandbox, "print(kept)").stdout.strip() == "1"
-    # One message above the client's MAXMSGSIZE: ZMQ drops the connection instead of taking it
-    # in; the cell never reports back, so it is stopped like an overrun cell.
-    huge = run(sandbox, "print('x' * 40_000_000)", timeout=2)
-    assert huge.status is Status.TIMEOUT and huge.stdout == ""
-    assert run(sandbox, "print('after')").stdout.strip() == "after"
+    # One 40 MB message: read and dropped as it arrives; the cell ends as what it did.
+    huge = run(sandbox, "print('x' * 40_000_000)\nprint('done')")
+    assert huge.ok and huge.output_truncated and huge.dropped_bytes > 38_000_000
+    assert huge.stdout.endswith(f"[output truncated: {huge.dropped_bytes} bytes dropped]\n")
+    assert run(sandbox, "print(kept)").stdout.strip() == "1"
 
 
 def test_a_hostile_episode_leaves_nothing_for_the_next(sandbox):

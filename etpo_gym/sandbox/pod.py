@@ -32,6 +32,7 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,39 @@ def _readable(fd: int) -> bool:
     return bool(ready)
 
 
+_PF_EXITING = 0x4
+_SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def process_end(pidfd: int) -> tuple[bool, int | None]:
+    """``(ended, exit status)`` of the process of ``pidfd``, from the host's ``/proc``.
+
+    Ended means it can run no more code: exited, exiting (an OOM-killed process with a large
+    mapping takes seconds to exit after its SIGKILL), or with a SIGKILL pending. The status is
+    the one it exits with (negative: killed by that signal), ``None`` when no longer readable
+    here (reaped).
+    """
+    try:
+        info = Path(f"/proc/self/fdinfo/{pidfd}").read_text()
+        pid = int(info.split("Pid:", 1)[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return _readable(pidfd), None
+    if pid <= 0:
+        return True, None  # reaped by its parent
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, IndexError):
+        return _readable(pidfd), None
+    # stat fields from the third on: state is [0], flags [6], exit_code (wait status) [49].
+    if fields[0] in "ZX" or int(fields[6]) & _PF_EXITING:
+        return True, os.waitstatus_to_exitcode(int(fields[49]))
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & _SIGKILL_BIT:
+            return True, -signal.SIGKILL
+    return False, None
+
+
 def cgroup_dir(pid: int, controller: str) -> Path | None:
     """The host path of process ``pid``'s cgroup for ``controller`` (v1), or its unified
     cgroup (v2); ``None`` if it cannot be found."""
@@ -161,8 +195,15 @@ class PodKernel:
     pidfd: int
     oom_kills_at_start: int | None
 
+    def end(self) -> tuple[bool, int | None]:
+        """``(ended, exit status)``: see :func:`process_end`."""
+        if self.pidfd < 0:
+            return True, None
+        return process_end(self.pidfd)
+
     def alive(self) -> bool:
-        return not _readable(self.pidfd)
+        """Whether the kernel can still run code."""
+        return not self.end()[0]
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(OSError):
@@ -173,6 +214,21 @@ class PodKernel:
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+#: Pods of this process, whose descriptors a forked child must not keep (see below).
+_PODS: weakref.WeakSet[Pod] = weakref.WeakSet()
+
+
+def _forget_pods_in_child() -> None:
+    """In a child forked from an owner: close its copies of the pods' sockets, so that when the
+    owner dies nothing keeps a pod's listener or connection open (the supervisor watches the
+    owner's pidfd too). The child leaves the pods themselves alone."""
+    for pod in list(_PODS):
+        pod._drop_inherited()
+
+
+os.register_at_fork(after_in_child=_forget_pods_in_child)
 
 
 class Pod:
@@ -198,6 +254,7 @@ class Pod:
         self._listener: socket.socket | None = None
         self._lock = threading.Lock()
         self._ended = False
+        _PODS.add(self)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -233,7 +290,9 @@ class Pod:
             scratch = f"size={s.tmpfs_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
             io_options = f"size={s.output_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
             try:
-                self.container = client.containers.run(
+                # Created, then started: a container that was created but failed to start is
+                # known here and removed by end() (it would never be auto-removed).
+                self.container = client.containers.create(
                     s.image,
                     command=[
                         "python3",
@@ -241,7 +300,6 @@ class Pod:
                         json.dumps({"uid": s.uid, "lifetime": s.lifetime}),
                     ],
                     name=self.name,
-                    detach=True,
                     auto_remove=True,
                     labels=dict(s.labels),
                     init=True,
@@ -288,6 +346,10 @@ class Pod:
                         type="json-file", config={"max-size": "1m", "max-file": "1"}
                     ),
                 )
+                self.container_id = self.container.id
+                if self._ended:  # ended by another thread while the engine made it
+                    raise KernelStartError("the pod was ended while it started", backend=BACKEND)
+                self.container.start()
             except docker.errors.ImageNotFound:
                 raise ImageMissing(s.image) from None
             except docker.errors.APIError as exc:
@@ -298,9 +360,6 @@ class Pod:
             except docker.errors.DockerException as exc:
                 raise EngineUnavailable(str(exc).splitlines()[0][:200]) from exc
             self.started = time.monotonic()
-            self.container_id = self.container.id
-            if self._ended:  # ended by another thread while the engine started it
-                raise KernelStartError("the pod was ended while it started", backend=BACKEND)
             self._find_init(client)
             listener.settimeout(s.startup_timeout)
             try:
@@ -398,8 +457,24 @@ class Pod:
                 select.select([fd], [], [], 10.0)
             os.close(fd)
         elif self.container is not None:
+            # Never found running (created only, or gone at once): removing it is the only way
+            # a created container goes, and kills one that started meanwhile.
             with contextlib.suppress(Exception):
-                self.container.kill()
+                self.container.remove(force=True, v=True)
+
+    def _drop_inherited(self) -> None:
+        """In a forked child: close the copies of this pod's descriptors, touch nothing else."""
+        self._ended = True
+        for sock in (self._listener, self._conn):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._listener = self._conn = None
+        if self.init_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.init_fd)
+            self.init_fd = -1
+        self.container = None  # the parent's: never removed from here
 
     def wait_removed(self, client: Any, timeout: float = 30.0) -> None:
         """After :meth:`end`: wait until the engine has removed the container (and its

@@ -39,6 +39,7 @@ Protocol: one JSON object per message, descriptors as ``SCM_RIGHTS``. Requests `
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -50,8 +51,10 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 
 CTL_DIR = "/ctl"
 CTL_SOCKET = f"{CTL_DIR}/ctl.sock"
@@ -237,11 +240,12 @@ class Supervisor:
         if not self.connect():
             return 3
         started = time.monotonic()
-        for name in PRELOAD:
-            try:
-                __import__(name)
-            except Exception as exc:  # an optional module: the kernel imports it if it can
-                print(f"supervisor: preload {name}: {exc!r}", file=sys.stderr, flush=True)
+        with self.watchdog():
+            for name in PRELOAD:
+                try:
+                    __import__(name)
+                except Exception as exc:  # an optional module: the kernel imports it if it can
+                    print(f"supervisor: preload {name}: {exc!r}", file=sys.stderr, flush=True)
         # Objects that live as long as the interpreter: keep the collector off their pages so
         # that forked kernels share them instead of copying them.
         gc.collect()
@@ -284,6 +288,37 @@ class Supervisor:
         self.ctl, self.owner_fd = ctl, fds[0]
         self.peer = str(json.loads(data).get("socket_inode", ""))
         return True
+
+    @contextlib.contextmanager
+    def watchdog(self) -> Iterator[None]:
+        """While the imports run (seconds on a loaded machine), a thread ends this process as
+        soon as the owner dies. It is gone before anything is forked."""
+        assert self.ctl is not None
+        stop_r, stop_w = os.pipe()
+        ctl_fd, owner_fd = self.ctl.fileno(), self.owner_fd
+
+        def watch() -> None:
+            poller = select.poll()
+            poller.register(stop_r, select.POLLIN)
+            poller.register(owner_fd, select.POLLIN)
+            poller.register(ctl_fd, select.POLLRDHUP)
+            events = dict(poller.poll())
+            if stop_r not in events and (owner_fd in events or ctl_fd in events):
+                os._exit(0)
+
+        thread = threading.Thread(target=watch, name="owner-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            os.write(stop_w, b"x")
+            thread.join()
+            os.close(stop_r)
+            os.close(stop_w)
+            # join() returns a little before the kernel thread itself is gone.
+            deadline = time.monotonic() + 5.0
+            while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
 
     def serve(self) -> int:
         assert self.ctl is not None

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from etpo_gym.errors import ImageBuildError, SandboxError, SandboxUnavailable
+from etpo_gym.errors import ImageBuildError, SandboxUnavailable
 from etpo_gym.sandbox.engine import connect_engine
 
 IMAGE_REPO = "etpo-gym-sandbox"
@@ -249,10 +249,10 @@ def bootstrap_base(
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise SandboxError(
+            raise ImageBuildError(
+                name,
                 f"debootstrap failed with exit status {done.returncode}",
-                backend="docker",
-                detail=(done.stdout + done.stderr)[-3000:],
+                log_tail=(done.stdout + done.stderr)[-3000:],
             )
         # apt's package lists and caches are of no use in a sandbox.
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):

@@ -10,9 +10,10 @@ a wipe proves). This module starts a pod, talks to its supervisor and ends it:
   process's pidfd. When this process dies (even by ``SIGKILL``), the pidfd says so at once, and
   the supervisor exits; the container ends with it and the engine removes it and its anonymous
   volumes (``auto_remove``). A pod also ends when its hard lifetime cap passes;
-* **facts from the host**: a kernel's liveness is a pidfd the host holds (passed by the
-  supervisor, polled here), an OOM kill is the pod's memory cgroup ``oom_kill`` counter read
-  from the host's ``/sys/fs/cgroup``, and the pod's own death is its init's pidfd;
+* **facts from the host**: a kernel's end is a pidfd the host holds (passed by the supervisor)
+  and the host's ``/proc`` (a SIGKILL pending, exiting, the exit status); an OOM kill is the
+  pod's memory cgroup ``oom_kill`` counter read from the host's ``/sys/fs/cgroup``; the pod's
+  own death is its init's pidfd;
 * **one verb ends a pod**: :meth:`Pod.end` (``SIGKILL`` to the container's init through a pidfd,
   which ends every process in it at once; the engine then removes the container).
 
@@ -86,15 +87,6 @@ class PodSettings:
     labels: Mapping[str, str]
 
 
-def start_time(pid: int) -> str | None:
-    """Start time of process ``pid`` (clock ticks since boot), or ``None`` if there is none."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[19]
-
-
 def _readable(fd: int) -> bool:
     """Whether a pidfd says its process has exited (or the descriptor is gone)."""
     if fd < 0:
@@ -132,7 +124,10 @@ def process_end(pidfd: int) -> tuple[bool, int | None]:
         return _readable(pidfd), None
     # stat fields from the third on: state is [0], flags [6], exit_code (wait status) [49].
     if fields[0] in "ZX" or int(fields[6]) & _PF_EXITING:
-        return True, os.waitstatus_to_exitcode(int(fields[49]))
+        try:
+            return True, os.waitstatus_to_exitcode(int(fields[49]))
+        except (IndexError, ValueError):
+            return True, None
     for line in status.splitlines():
         if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & _SIGKILL_BIT:
             return True, -signal.SIGKILL
@@ -288,7 +283,9 @@ class Pod:
             listener.bind(str(self.ctl_dir / CTL_SOCKET))
             listener.listen(1)
             scratch = f"size={s.tmpfs_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
-            io_options = f"size={s.output_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
+            io_options = (
+                f"size={s.output_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev,noexec"
+            )
             try:
                 # Created, then started: a container that was created but failed to start is
                 # known here and removed by end() (it would never be auto-removed).

@@ -169,6 +169,29 @@ def test_host_files_are_invisible(sandbox):
     assert result.stdout.count("absent") == 2 and "hits []" in result.stdout
 
 
+def test_the_kernel_can_neither_import_the_project_nor_load_a_builtin_task(sandbox):
+    # The image audit (test_docker_image.py) runs the image's python; this asks the kernel itself,
+    # with its own sys.path, cwd and environment, forked from the pod's pre-imported interpreter.
+    result = run(
+        sandbox,
+        """
+        import importlib.util, sys
+        import sklearn.datasets as d
+        print("specs", [importlib.util.find_spec(m) is not None for m in ("etpo_gym", "etpo_agents")])
+        print("loaded", [m for m in sys.modules if m.split(".")[0] in ("etpo_gym", "etpo_agents")])
+        for name in ("load_diabetes", "load_breast_cancer", "load_wine", "load_digits"):
+            try:
+                getattr(d, name)()
+                print("LOADED", name)
+            except (ImportError, OSError) as exc:
+                print("refused", name, type(exc).__name__)
+        """,
+    )
+    assert result.ok, result.error
+    assert "specs [False, False]" in result.stdout and "loaded []" in result.stdout
+    assert "LOADED" not in result.stdout and result.stdout.count("refused") == 4, result.stdout
+
+
 def test_pids_limit_holds_against_a_fork_bomb():
     # A low limit of its own: each child of a kernel costs a few MiB, and a loaded machine
     # forks slowly; neither is what this test is about.

@@ -136,33 +136,11 @@ def test_no_file_of_a_curated_dataset(probe) -> None:
     assert probe["named"] == [], f"files named after curated datasets: {probe['named']}"
 
 
-# Found in the image today, and why. scikit-learn ships the Titanic passengers (1309 rows with
-# their survival) as an OpenML test fixture: `titanic_passengers` is reachable in the sandbox
-# until the image drops scikit-learn's bundled datasets and test data (the sandbox's change).
-KNOWN_UNTIL_SKLEARN_STRIPPED = {
-    "titanic_passengers": "sklearn/datasets/tests/data/openml/id_40945/",
-}
-
-
 def test_no_curated_table_in_any_data_file(probe) -> None:
+    # The image drops scikit-learn's bundled datasets and test data, which held one of these
+    # tables (the Titanic passengers, an OpenML test fixture): nothing may be left.
     assert probe["scanned"] > 0  # the probe did read files: the search itself works
-    unexpected = [
-        (path, table)
-        for path, table in probe["content"]
-        if KNOWN_UNTIL_SKLEARN_STRIPPED.get(table, "\0") not in path
-    ]
-    assert unexpected == [], f"curated tables found in the image: {unexpected}"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEPENDS ON THE SANDBOX IMAGE STRIPPING SCIKIT-LEARN'S BUNDLED DATA: sklearn's test "
-    "fixture openml/id_40945 holds the Titanic passengers; when the image no longer has it, "
-    "this test passes and strict xfail fails: then delete this mark and "
-    "KNOWN_UNTIL_SKLEARN_STRIPPED",
-)
-def test_no_curated_table_at_all_once_sklearn_data_is_stripped(probe) -> None:
-    assert probe["content"] == []
+    assert probe["content"] == [], f"curated tables found in the image: {probe['content']}"
 
 
 def test_the_probe_finds_a_table_where_one_is(tmp_path) -> None:

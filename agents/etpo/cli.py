@@ -27,6 +27,11 @@ def _train_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, field.name)
         kind = type(default) if default is not None else str
         doc = docs.get(field.name, "").replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=doc
+            )
+            continue
         parser.add_argument(flag, type=kind, default=default, help=f"{doc} (default: %(default)s)")
     parser.add_argument("--resume", default=None, help="continue the run in this directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

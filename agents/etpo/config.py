@@ -31,9 +31,10 @@ class EtpoConfig:
     """a local Hugging Face causal-LM directory, or ``starter`` (the shipped CPU policy)"""
     mode: str = "full"
     """``full``: π, Q, Q̄, ρ as full copies (the paper); ``lora``: one frozen base with adapters"""
-    q_param: str = "dueling"
-    """how the critic is read as Q: ``dueling`` (Q = V + β·log(π_Q/ρ), V a value head starting at
-    0: π* = ρ at the start, Q in reward units) or ``paper`` (the critic LM's logits are Q)"""
+    q_param: str = "head"
+    """how the critic is read as Q: ``head`` (a vocabulary head on the critic's last hidden state,
+    zero at the start: π* = ρ, Q in reward units), ``dueling`` (Q = V + β·log(π_Q/ρ), V a value
+    head starting at 0) or ``paper`` (the critic LM's logits are Q)"""
     device: str = "cpu"
     """torch device: cpu, cuda, cuda:1 …"""
     dtype: str = "float32"

@@ -9,6 +9,8 @@ and ``q``, plus ``q_target`` (a polyak copy of ``q``). ρ is the base with the a
 
 How the critic's outputs are read as Q (``q_param``, see ``soft_bellman``):
 
+* ``"head"``: Q is a head over the vocabulary on the critic's last hidden state, initialised to
+  zero (so ``Q ≡ 0`` and ``π* = ρ`` at the start, and a token never taken keeps ``Q = 0``).
 * ``"dueling"``: ``Q = V + β·(log π_Q − log ρ)``, where ``π_Q`` is the critic LM's softmax and
   ``V`` a scalar value head on its last hidden state, zero at the start (so ``Q ≡ 0`` and
   ``π* = ρ`` at the start). With LoRA, ``π_Q`` is the base's own head through adapter ``q``.
@@ -39,7 +41,7 @@ from etpo_gym.errors import ConfigError
 from .soft_bellman import polyak_update
 
 MODES = ("full", "lora")
-Q_PARAMS = ("dueling", "paper")
+Q_PARAMS = ("head", "dueling", "paper")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ROLES = ("pi", "q", "q_target", "rho")
 
@@ -79,7 +81,7 @@ class EtpoModels:
         lora_alpha: int = 32,
         lora_dropout: float = 0.0,
         lora_target_modules: Sequence[str] | None = None,
-        q_param: str = "dueling",
+        q_param: str = "head",
         seed: int = 0,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,11 +111,25 @@ class EtpoModels:
             getattr(base.config, "n_positions", None)
             or getattr(base.config, "max_position_embeddings", 2048)
         )
-        width = base.get_output_embeddings().weight.shape[1]
-        # Q's value head (dueling): zero, so Q ≡ 0 at the start; Q̄'s is its float32 copy.
-        self.q_value = _value_head(width).to(self.device) if q_param == "dueling" else None
-        self.q_target_value = (
-            None if self.q_value is None else _frozen(copy.deepcopy(self.q_value), torch.float32)
+        lm_head = base.get_output_embeddings()
+        vocab, width = lm_head.weight.shape
+        # Heads of Q (trainable, float32) and Q̄ (their float32 polyak copies): the dueling Q's
+        # value head and the zero-initialised vocabulary head start at 0, so Q ≡ 0 at the start.
+        # A LoRA critic reads the paper's Q through its own copy of the LM head (copied here,
+        # before the base is cast: float32 master weights).
+        self.q_value = _zero_linear(width, 1) if q_param == "dueling" else None
+        self.q_head = None
+        if q_param == "head":
+            self.q_head = _zero_linear(width, vocab)
+        elif q_param == "paper" and mode == "lora":
+            self.q_head = _head_copy(lm_head)
+        for name in ("q_value", "q_head"):
+            module = getattr(self, name)
+            if module is not None:
+                setattr(self, name, module.to(self.device))
+        self.q_target_value, self.q_target_head = (
+            None if m is None else _frozen(copy.deepcopy(m), torch.float32)
+            for m in (self.q_value, self.q_head)
         )
         if mode == "full":
             self.pi = base.to(self.device)
@@ -137,10 +153,6 @@ class EtpoModels:
                 bias="none",
                 task_type="CAUSAL_LM",
             )
-            head = base.get_output_embeddings()
-            if q_param == "paper":  # copied before the base is cast: float32 master weights
-                self.q_head = _head_copy(head).to(self.device)
-                self.q_target_head = _frozen(_head_copy(head), torch.float32).to(self.device)
             base = _frozen(base, self.compute_dtype)
             self.peft = get_peft_model(base, lora, adapter_name="pi").to(self.device)
             self.peft.add_adapter("q", lora)
@@ -158,15 +170,16 @@ class EtpoModels:
 
     def _collect(self, role: str) -> list[nn.Parameter]:
         if self.mode == "full":
-            return list(getattr(self, role).parameters()) + self._value_params(role)
+            return list(getattr(self, role).parameters()) + self._head_params(role)
         params = [p for n, p in self.peft.named_parameters() if f".{role}." in n and "lora_" in n]
-        if self.q_param == "paper" and role in ("q", "q_target"):
-            params += list(getattr(self, f"{role}_head").parameters())
-        return params + self._value_params(role)
+        return params + self._head_params(role)
 
-    def _value_params(self, role: str) -> list[nn.Parameter]:
-        head = {"q": self.q_value, "q_target": self.q_target_value}.get(role)
-        return list(head.parameters()) if head is not None else []
+    def _head_params(self, role: str) -> list[nn.Parameter]:
+        heads = {
+            "q": (self.q_head, self.q_value),
+            "q_target": (self.q_target_head, self.q_target_value),
+        }.get(role, ())
+        return [p for head in heads if head is not None for p in head.parameters()]
 
     def policy_parameters(self) -> list[nn.Parameter]:
         """π's trainable parameters (float32)."""
@@ -227,7 +240,7 @@ class EtpoModels:
         if role not in ROLES:
             raise ConfigError(f"role={role!r} is not known; accepted: {', '.join(ROLES)}")
         if self.mode == "full":
-            yield getattr(self, role), None
+            yield getattr(self, role), {"q": self.q_head, "q_target": self.q_target_head}.get(role)
             return
         if role == "rho":
             with self.peft.disable_adapter():
@@ -237,10 +250,7 @@ class EtpoModels:
         if role == "q_target":  # set_adapter marks the active adapter trainable; Q̄ never is
             for p in self._q_target_params:
                 p.requires_grad_(False)
-        head = None
-        if self.q_param == "paper":
-            head = {"q": self.q_head, "q_target": self.q_target_head}.get(role)
-        yield self.peft, head
+        yield self.peft, {"q": self.q_head, "q_target": self.q_target_head}.get(role)
 
     def _forward(
         self, role: str, ids: torch.Tensor, attention: torch.Tensor, keep: int
@@ -441,9 +451,9 @@ def _frozen(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     return module
 
 
-def _value_head(width: int) -> nn.Linear:
-    """A float32 scalar head ``V(h) = w·h + b`` with ``w = 0, b = 0``."""
-    head = nn.Linear(width, 1)
+def _zero_linear(width: int, outputs: int) -> nn.Linear:
+    """A float32 head ``h ↦ W·h + b`` with ``W = 0, b = 0``: outputs 0 until trained."""
+    head = nn.Linear(width, outputs)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     return head

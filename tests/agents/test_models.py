@@ -156,15 +156,20 @@ def test_dropout_is_off_so_pi_equals_rho_at_the_start(tiny_lm_dir, tmp_path, mod
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
-def test_dueling_q_starts_at_zero_so_the_soft_greedy_policy_is_rho(tiny_lm_dir, mode):
-    m = _models(tiny_lm_dir, mode, q_param="dueling")
+@pytest.mark.parametrize("q_param", ["head", "dueling"])
+def test_new_q_starts_at_zero_so_the_soft_greedy_policy_is_rho(tiny_lm_dir, mode, q_param):
+    m = _models(tiny_lm_dir, mode, q_param=q_param)
     samples = m.generate(["pick", "again", "pick"], max_new_tokens=3, seed=2)
     prompts, actions = [s[0] for s in samples], [s[1] for s in samples]
     rho = m.action_logits("rho", prompts, actions)
     for role in ("q", "q_target"):
         logits, values = m.action_outputs(role, prompts, actions)
-        assert values is not None and values.shape == rho.shape[:2]
-        q = sb.dueling_q(logits, values, rho, beta=0.01)
+        if q_param == "dueling":
+            assert values is not None and values.shape == rho.shape[:2]
+            q = sb.dueling_q(logits, values, rho, beta=0.01)
+        else:
+            assert values is None
+            q = logits
         assert q.abs().max() < 1e-5, role  # Q ≡ 0: reward units, nothing preferred yet
         assert sb.soft_greedy_kl(q, rho, 0.01).max() < 1e-6, role  # π* = ρ
     paper = _models(tiny_lm_dir, mode, q_param="paper")
@@ -206,10 +211,10 @@ def test_q_bar_is_float32_and_the_lora_base_takes_the_compute_dtype(tiny_lm_dir,
     else:
         assert next(m.rho.parameters()).dtype == torch.bfloat16
     samples = m.generate(["pick"], max_new_tokens=2, seed=0)
-    logits, values = m.action_outputs("q", [samples[0][0]], [samples[0][1]], grad=True)
-    assert torch.isfinite(logits).all() and values.dtype == torch.float32
+    logits = m.action_logits("q", [samples[0][0]], [samples[0][1]], grad=True)
+    assert torch.isfinite(logits).all() and logits.requires_grad
 
 
 def test_bad_q_param_names_the_value(tiny_lm_dir):
-    with pytest.raises(ConfigError, match=r"q_param='logits'.*dueling, paper"):
+    with pytest.raises(ConfigError, match=r"q_param='logits'.*head, dueling, paper"):
         _models(tiny_lm_dir, "full", q_param="logits")

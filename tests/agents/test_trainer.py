@@ -220,7 +220,7 @@ def test_shape_reward_subtracts_a_running_mean_that_starts_at_the_first_reward()
     assert shape_reward(0.7, 0.2, 0.0) == (0.7, 0.2)  # rate 0: rewards pass unchanged
 
 
-@pytest.mark.parametrize("q_param", ["dueling", "paper"])
+@pytest.mark.parametrize("q_param", ["head", "dueling", "paper"])
 def test_targets_come_from_the_target_critic(tiny_lm_dir, q_param):
     """With Q ≠ Q̄, the targets an update trains on are Q̄'s soft values, not Q's."""
     from etpo_agents.etpo import soft_bellman as sb
@@ -274,7 +274,7 @@ def test_zero_rewards_learn_from_nothing_but_log_the_real_rewards(tiny_lm_dir, t
     )
     record = _records(train(cfg, progress=False))[0]
     assert record["charts/mean_reward"] > 0  # the toy pays 1 for some of 16 random answers
-    # dueling Q̄ ≡ 0 and π = π_Q̄ at the start: the targets are the (shaped) rewards alone
+    # Q̄ ≡ 0 and π = ρ at the start: the targets are the (shaped) rewards alone
     if zero:
         assert record["stats/target_mean"] == 0.0
     else:

@@ -161,35 +161,47 @@ def _sample_seed(seed: int, task_index: int, split: str) -> int:
     return 10_000 * (seed + 1) + 100 * task_index + (50 if split == "validation" else 0)
 
 
+def choose_decodings(
+    scorer: EpisodeScorer,
+    policy: Path,
+    tasks: list[str],
+    temperatures: list[float],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """Per task, the temperature (0: greedy) with the best mean on the validation episodes
+    (ties to the lower one), and every candidate's validation mean."""
+    out = {}
+    for i, task in enumerate(tasks):
+        if len(temperatures) == 1:
+            out[task] = {"temperature": temperatures[0], "validation": {}}
+            continue
+        val = {
+            t: score(scorer, policy, task, "validation", args.val_episodes, t,
+                     _sample_seed(0, i, "validation"))["mean"]
+            for t in temperatures
+        }  # fmt: skip
+        best = max(temperatures, key=lambda t: (val[t], -t))
+        out[task] = {"temperature": best, "validation": {str(t): v for t, v in val.items()}}
+    return out
+
+
 def evaluate_policy(
     scorer: EpisodeScorer,
     policy: Path,
     seed: int,
     tasks: list[str],
-    temperatures: list[float],
+    chosen: dict[str, dict[str, Any]],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Per task: the decoding chosen on validation episodes, and its evaluation rewards."""
+    """Per task: rewards on the evaluation episodes at the chosen decoding (samples drawn with
+    this seed)."""
     out = {}
     for i, task in enumerate(tasks):
-        val = {
-            t: score(scorer, policy, task, "validation", args.val_episodes, t,
-                     _sample_seed(seed, i, "validation"))
-            for t in temperatures
-        }  # fmt: skip
-        # ties go to the lower temperature (greedy first)
-        best = max(temperatures, key=lambda t: (val[t]["mean"], -t))
-        if not args.eval_episodes:  # validation only (the sweep)
-            out[task] = {
-                "temperature": best,
-                "validation": {str(t): v["mean"] for t, v in val.items()},
-            }
-            continue
         result = score(
-            scorer, policy, task, "evaluation", args.eval_episodes, best,
-            _sample_seed(seed, i, "evaluation"),
+            scorer, policy, task, "evaluation", args.eval_episodes,
+            chosen[task]["temperature"], _sample_seed(seed, i, "evaluation"),
         )  # fmt: skip
-        result["validation"] = {str(t): v["mean"] for t, v in val.items()}
+        result["validation"] = chosen[task]["validation"]
         out[task] = result
     return out
 
@@ -234,10 +246,13 @@ def main() -> None:
         # -- controls: the untrained starter -------------------------------------------------
         clock = time.perf_counter()
         starter = starter_path()
-        greedy = evaluate_policy(scorer, starter, 0, tasks, [0.0], args)
+        greedy = evaluate_policy(
+            scorer, starter, 0, tasks, choose_decodings(scorer, starter, tasks, [0.0], args), args
+        )
         results["runs"]["starter-greedy"] = {s: greedy for s in seeds}
+        best_t = choose_decodings(scorer, starter, tasks, temps, args)
         results["runs"]["starter-best"] = {
-            s: evaluate_policy(scorer, starter, s, tasks, temps, args) for s in seeds
+            s: evaluate_policy(scorer, starter, s, tasks, best_t, args) for s in seeds
         }
         print(f"starter controls: {time.perf_counter() - clock:.0f} s", flush=True)
         # -- trained methods ----------------------------------------------------------------
@@ -248,7 +263,8 @@ def main() -> None:
                 policy, seconds = train_method(method, seed, args)
                 clock = time.perf_counter()
                 decodings = [float(t) for t in args.decodings.split(",")]
-                evaluation = evaluate_policy(scorer, policy, seed, tasks, decodings, args)
+                chosen = choose_decodings(scorer, policy, tasks, decodings, args)
+                evaluation = evaluate_policy(scorer, policy, seed, tasks, chosen, args)
                 results["runs"][method][seed] = evaluation
                 train_s.setdefault(method, {})[seed] = seconds
                 means = " ".join(f"{t} {evaluation[t]['mean']:.3f}" for t in tasks)

@@ -80,15 +80,18 @@ def main() -> None:
         for name in names:
             policy, seconds = _train(name, args, out / name)
             rows[name] = _row(_validate(scorer, policy, tasks, args), seconds)
+            rows[name].update(_training_end(out / name))
             print(f"{name}: {rows[name]}", flush=True)
     (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| setting | " + " | ".join(tasks) + " | mean | train min |")
-    print("|---|" + "---:|" * (len(tasks) + 2))
+    print("\ngreedy validation reward; KL(π‖ρ) and rollout reward over the last 3 updates")
+    print("| setting | " + " | ".join(tasks) + " | mean | KL end | rollouts end | train min |")
+    print("|---|" + "---:|" * (len(tasks) + 4))
     for name, row in rows.items():
-        cells = [f"{row['tasks'][t]:.3f}" for t in tasks]
-        print(
-            f"| {name} | " + " | ".join(cells) + f" | {row['mean']:.3f} | {row['train_min']:.1f} |"
-        )
+        cells = [f"{row['tasks'][t]:.3f}" for t in tasks] + [f"{row['mean']:.3f}"]
+        cells += [
+            f"{row[k]:.3f}" if k in row else "–" for k in ("final_kl", "final_rollout_reward")
+        ]
+        print(f"| {name} | " + " | ".join(cells) + f" | {row['train_min']:.1f} |")
 
 
 def _validate(
@@ -96,6 +99,17 @@ def _validate(
 ) -> dict[str, dict[str, Any]]:
     """Greedy rewards on the validation episodes, per task (as the benchmark decodes)."""
     return {t: score(scorer, policy, t, "validation", args.val_episodes, 0.0, SEED) for t in tasks}
+
+
+def _training_end(run: Path) -> dict[str, Any]:
+    """KL(π‖ρ) and the rollouts' mean reward over the last 3 updates (ETPO runs)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines()][-3:]
+    kl = [r["stats/kl"] for r in records if r.get("stats/kl") is not None]
+    reward = [r["charts/mean_reward"] for r in records if r.get("charts/mean_reward") is not None]
+    return {"final_kl": float(np.mean(kl)), "final_rollout_reward": float(np.mean(reward))}
 
 
 def _row(result: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=10_000)
     parser.add_argument("--sandbox", default="local")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -92,9 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _eval_parser().parse_args(rest)
         if args.episodes < 1:
             raise EtpoGymError(f"--episodes {args.episodes}: must be >= 1")
-        cfg = EtpoConfig(task=args.task, sandbox=args.sandbox, temperature=args.temperature)
+        cfg = EtpoConfig(task=args.task, sandbox=args.sandbox)
         result = evaluate(
-            args.checkpoint, args.task, args.episodes, seed=args.seed, cfg=cfg, device=args.device
+            args.checkpoint,
+            args.task,
+            args.episodes,
+            seed=args.seed,
+            cfg=cfg,
+            device=args.device,
+            temperature=args.temperature,
         )
         if args.json:
             print(json.dumps(result))

@@ -574,15 +574,21 @@ def evaluate(
     seed: int = 10_000,
     cfg: EtpoConfig | None = None,
     device: str = "cpu",
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Score π (``DIR/checkpoint/policy`` or ``DIR/policy`` or a HF dir) on ``episodes`` fresh
-    episodes drawn from ``seed``: one attempt each (the policy's one-shot reward; −1 on error)."""
+    episodes drawn from ``seed``: one attempt each (the policy's one-shot reward; −1 on error).
+    ``temperature`` (0: greedy) overrides ``cfg``'s."""
     from .agent import EtpoAgent
 
+    if temperature is None:
+        temperature = cfg.temperature if cfg else 0.8
+    if temperature < 0:
+        raise ConfigError(f"temperature={temperature!r} must be >= 0 (0: greedy)")
     agent = EtpoAgent.from_checkpoint(
         run_or_checkpoint,
         device=device,
-        temperature=cfg.temperature if cfg else 0.8,
+        temperature=temperature,
         max_new_tokens=cfg.max_new_tokens if cfg else 160,
         seed=seed,
     )

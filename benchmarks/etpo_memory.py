@@ -1,7 +1,8 @@
 """How much memory ETPO needs for a 7B Llama-shaped model, from what the code allocates.
 
 Measured on scaled-down Llama-shaped models (Llama-2-7B's vocabulary of 32 000 and head size
-of 128, 1-2 layers of width 256-512), with the real ``EtpoModels``, optimizers and losses:
+of 128, 1-2 layers of width 256-512), with the real ``EtpoModels`` (the default ``q_param``,
+``head``: Q is a float32 head over the vocabulary), optimizers and losses:
 
 * weights, gradients and optimizer states: bytes per parameter of each role, read off the
   tensors after one real update, times the role's parameter count at 7B (counted exactly on a
@@ -102,21 +103,24 @@ def step_activations(models: EtpoModels, batch: int, seq: int, action: int) -> d
     vocab = _vocab(models)
     module = models.pi if models.mode == "full" else models.peft
     modules = [module] + ([models.q, models.q_target, models.rho] if models.mode == "full" else [])
-    modules += [m for m in (models.q_value, models.q_target_value) if m is not None]
+    modules += [
+        m
+        for m in (models.q_head, models.q_target_head, models.q_value, models.q_target_value)
+        if m is not None
+    ]
     weights = {p.untyped_storage().data_ptr() for m in modules for p in m.parameters()}
     with torch.no_grad():
         rho = models.action_logits("rho", prompts, actions)[:, :action]
 
-    def critic() -> torch.Tensor:
-        q, v = models.action_outputs("q", prompts, actions, grad=True)
-        taken = sb.dueling_q_taken(q[:, :action], v[:, :action], rho, acts, mask, 0.1)
-        return sb.critic_loss_taken(taken, torch.zeros_like(taken), mask)
+    def critic() -> torch.Tensor:  # as etpo_update's critic step does it (q_param head)
+        q = models.action_logits("q", prompts, actions, grad=True)[:, :action]
+        return sb.critic_loss(q, acts, torch.zeros(acts.shape), mask)
 
     def actor() -> torch.Tensor:
         with torch.no_grad():
             q_now = models.action_logits("q", prompts, actions)[:, :action]
         pi = models.action_logits("pi", prompts, actions, grad=True)[:, :action]
-        return sb.dueling_policy_loss(pi, q_now, mask, 0.1)
+        return sb.policy_loss(pi, rho, q_now, mask, 0.1)
 
     return {
         "critic": saved_bytes(critic, vocab, weights),
@@ -130,7 +134,8 @@ def _vocab(models: EtpoModels) -> int:
 
 
 def resident_bytes_per_param(models: EtpoModels) -> dict[str, float]:
-    """Bytes per parameter of each role after one real update: weights, gradients, AdamW."""
+    """Bytes per parameter after one real update: of parameters that were trained (weights,
+    gradients, AdamW states), of Q̄'s and of the frozen ones (weights only)."""
     critic_opt = make_optimizer(models.critic_parameters(), "adamw", 1e-5)
     actor_opt = make_optimizer(models.policy_parameters(), "adamw", 1e-5, eps=1e-5)
     ids = [[5, 6, 7]]
@@ -141,31 +146,29 @@ def resident_bytes_per_param(models: EtpoModels) -> dict[str, float]:
         loss.backward()
         opt.step()
 
-    def per_param(params: list[torch.Tensor], opt: torch.optim.Optimizer | None) -> float:
-        weights = sum(p.numel() * p.element_size() for p in params)
-        grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
-        states = 0
-        if opt is not None:
-            for state in opt.state.values():
-                states += sum(
-                    v.numel() * v.element_size()
-                    for k, v in state.items()
-                    if torch.is_tensor(v) and k != "step"
-                )
-        return (weights + grads + states) / sum(p.numel() for p in params)
+    def per_param(params: list[torch.Tensor], opts: list[torch.optim.Optimizer]) -> float:
+        total = sum(p.numel() * p.element_size() for p in params)
+        total += sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+        for opt in opts:
+            for p in params:
+                for k, v in opt.state.get(p, {}).items():
+                    if torch.is_tensor(v) and k != "step":
+                        total += v.numel() * v.element_size()
+        return total / sum(p.numel() for p in params)
 
-    out = {
-        "pi": per_param(models.policy_parameters(), actor_opt),
-        "q": per_param(models.critic_parameters(), critic_opt),
-        "q_target": per_param(models._q_target_params, None),
-    }
+    trained = [
+        p for p in models.policy_parameters() + models.critic_parameters() if p.grad is not None
+    ]
     frozen = (
         list(models.rho.parameters())
         if models.mode == "full"
         else [p for n, p in models.peft.named_parameters() if "lora_" not in n]
     )
-    out["frozen"] = per_param(frozen, None)
-    return out
+    return {
+        "trained": per_param(trained, [critic_opt, actor_opt]),
+        "q_target": per_param(models._q_target_params, []),
+        "frozen": per_param(frozen, []),
+    }
 
 
 def counts_7b(lora_r: int) -> dict[str, int]:
@@ -246,22 +249,21 @@ def table(mode: str, lora_r: int, per_param: dict[str, float], fit: dict[str, fl
     width, layers = LLAMA_7B["hidden_size"], LLAMA_7B["num_hidden_layers"]
     heads, vocab = LLAMA_7B["num_attention_heads"], LLAMA_7B["vocab_size"]
     rows: dict[str, float] = {}
+    head = n["head"] + LLAMA_7B["vocab_size"]  # Q's vocabulary head: weight and bias
+    trained, q_bar, frozen = per_param["trained"], per_param["q_target"], per_param["frozen"]
     if mode == "full":
-        rows["π: weights + grads + AdamW"] = per_param["pi"] * n["base"]
-        rows["Q: weights + grads + AdamW (+ value head)"] = per_param["q"] * (
-            n["base"] + n["value_head"]
-        )
-        rows["Q̄: weights (float32)"] = per_param["q_target"] * (n["base"] + n["value_head"])
-        rows["ρ: weights (bf16)"] = per_param["frozen"] * n["base"]
+        rows["π: weights + grads + AdamW"] = trained * n["base"]
+        # Q's copy keeps its own LM head, unused (weights only) beside the vocabulary head
+        rows["Q: weights + grads + AdamW"] = trained * (n["base"] - n["head"]) + q_bar * n["head"]
+        rows["Q's vocabulary head: weights + grads + AdamW"] = trained * head
+        rows["Q̄ incl. head: weights (float32)"] = q_bar * (n["base"] + head)
+        rows["ρ: weights (bf16)"] = frozen * n["base"]
     else:
-        rows["base (bf16, frozen; ρ)"] = per_param["frozen"] * n["base"]
-        rows[f"π adapter r={lora_r}: weights + grads + AdamW"] = per_param["pi"] * n["adapter"]
-        rows[f"Q adapter r={lora_r} + value head: weights + grads + AdamW"] = per_param["q"] * (
-            n["adapter"] + n["value_head"]
-        )
-        rows["Q̄ adapter + value head (float32)"] = per_param["q_target"] * (
-            n["adapter"] + n["value_head"]
-        )
+        rows["base (bf16, frozen; ρ)"] = frozen * n["base"]
+        rows[f"π adapter r={lora_r}: weights + grads + AdamW"] = trained * n["adapter"]
+        rows[f"Q adapter r={lora_r}: weights + grads + AdamW"] = trained * n["adapter"]
+        rows["Q's vocabulary head: weights + grads + AdamW"] = trained * head
+        rows["Q̄ adapter + head (float32)"] = q_bar * (n["adapter"] + head)
     steps = {}
     for step in ("critic", "actor"):
         per_seq = layers * S * (fit[f"{step}_a"] * width + fit[f"{step}_c"] * heads * S)

@@ -273,7 +273,8 @@ class EtpoModels:
                 attention_mask=attention,
                 position_ids=positions,
                 output_hidden_states=True,
-                logits_to_keep=keep,
+                # a separate head reads the hidden states: the LM's own logits go unused
+                logits_to_keep=1 if head is not None else keep,
             )
             hidden = out.hidden_states[-1][:, -keep:]
             logits = out.logits if head is None else head(hidden)

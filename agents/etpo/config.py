@@ -51,27 +51,27 @@ class EtpoConfig:
     """env ``max_steps``: attempts per episode, with reflection prompts after failures"""
     step_timeout: float = 30.0
     """seconds per executed action"""
-    beta: float = 0.01
-    """entropy (KL to ρ) coefficient β"""
+    beta: float = 0.1
+    """entropy (KL to ρ) coefficient β (the paper: 0.01)"""
     gamma: float = 0.99
     """discount between actions (none between tokens of one action)"""
-    td_lambda: float = 0.0
+    td_lambda: float = 1.0
     """λ of the per-token λ-return targets inside an action: 0 is the paper's one-step soft
     Bellman target, 1 the sampled soft return (reaches every token in one update)"""
     polyak: float = 0.9
     """target critic ← polyak·target + (1 − polyak)·critic after each update (paper: 0.995 over
     many more updates; a short CPU run needs a faster target)"""
-    actor_lr: float = 1e-4
+    actor_lr: float = 3e-4
     """policy learning rate"""
-    critic_lr: float = 1e-4
+    critic_lr: float = 3e-4
     """critic learning rate"""
     optimizer: str = "adamw"
     """adamw or lion (the public code's)"""
     actor_eps: float = 1e-5
     """AdamW eps of the policy: π = ρ at the start gives near-zero gradients that 1e-8 blows up"""
-    critic_steps: int = 2
+    critic_steps: int = 4
     """critic gradient steps per batch"""
-    actor_steps: int = 1
+    actor_steps: int = 4
     """policy gradient steps per batch (toward π* of the critic after its steps)"""
     grad_clip: float = 10.0
     """global gradient-norm clip"""

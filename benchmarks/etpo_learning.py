@@ -9,18 +9,20 @@ Methods (rows):
 
 * ``starter greedy`` and ``starter best-T`` (controls): the untrained starter, greedy and at the
   temperature that scores best on validation episodes, per task, from ``--temperatures``;
-* ``ETPO zero-reward`` (control): ETPO with the dueling Q, learning from reward 0 on every step
-  (the same updates without the signal);
+* ``ETPO zero-reward`` (control): ETPO with the default settings, learning from reward 0 on
+  every step (the same updates without the signal);
 * ``ETPO paper-Q``: the critic's logits as Q, β = 0.01, one-step targets: the paper's method
   (and this project's previous defaults);
-* ``ETPO``: the dueling Q with the validated settings (``EtpoConfig`` defaults);
+* ``ETPO``: the zero-initialised Q head with the validated settings (``EtpoConfig`` defaults);
 * ``GRPO``: TRL's GRPOTrainer (``etpo_agents.grpo``), groups of 8 bodies per prompt.
 
-A trained policy is decoded greedily or at its training temperature, whichever scores better on
-the validation episodes (per task). Validation episodes choose; evaluation episodes only score.
-Paired comparisons: per evaluation episode, the method's reward minus the strongest control's
-(the control with the best mean on the evaluation episodes: a conservative choice), averaged
-over seeds; mean ± SE over episodes, and each seed's own difference in SE units.
+A trained policy is decoded greedily (``--decodings 0``, the default); given several decodings
+(``--decodings 0,0.8``) it uses, per task, the one that scores best on the validation episodes.
+Validation episodes choose; evaluation episodes only score. Paired comparisons: per evaluation
+episode, the method's reward minus the strongest control's (the control with the best mean on
+the evaluation episodes: a conservative choice), averaged over seeds; mean ± SE over episodes,
+and each seed's own difference in SE units. A greedy decode writes one body per task prompt, so
+its SE covers the episodes' data splits, not the variation between bodies.
 
     python benchmarks/etpo_learning.py                  # the table in the README
     python benchmarks/etpo_learning.py --seeds 1 --env-steps 16 --val-episodes 4 \\
@@ -28,7 +30,9 @@ over seeds; mean ± SE over episodes, and each seed's own difference in SE units
 
 Resumable: finished training runs (``OUT/<method>__<seed>/done.json``) are kept and every
 executed (episode, body) reward is memoised in ``OUT/scores.jsonl``; rerun the same command
-after a kill. Writes ``OUT/learning.json``.
+after a kill. Several processes may share OUT (e.g. one per ``--methods`` entry, to use idle
+cores): a run another live process is training is waited for, not restarted. Writes
+``OUT/learning.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -63,7 +68,7 @@ LABELS = {
 }
 CONTROLS = ("starter-greedy", "starter-best", "etpo-zero")
 #: ETPO as the paper has it (logits as Q, β 0.01, one-step targets), with the settings this
-#: project shipped before the dueling Q (lr 1e-4, 2 critic steps and 1 actor step per update).
+#: project shipped before the Q head (lr 1e-4, 2 critic steps and 1 actor step per update).
 PAPER = dict(
     q_param="paper",
     beta=0.01,
@@ -99,10 +104,13 @@ def train_method(method: str, seed: int, args: argparse.Namespace) -> tuple[Path
     """Train (or reuse a finished run); returns the policy directory and training seconds."""
     out = Path(args.out) / f"{method}__{seed}"
     done = out / "done.json"
+    _wait_for_other_trainer(out)
     if done.is_file():
         info = json.loads(done.read_text())
         return Path(info["policy"]), float(info["train_s"])
     shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / "owner.pid").write_text(str(os.getpid()))
     started = time.perf_counter()
     if method == "grpo":
         from etpo_agents.grpo import GrpoConfig, train_grpo
@@ -124,6 +132,27 @@ def train_method(method: str, seed: int, args: argparse.Namespace) -> tuple[Path
     train_s = time.perf_counter() - started
     done.write_text(json.dumps({"policy": str(policy), "train_s": train_s}) + "\n")
     return policy, train_s
+
+
+def _wait_for_other_trainer(out: Path) -> None:
+    """Several benchmark processes may share OUT (one per method, to use idle cores): wait
+    while another live process trains this run, rather than delete its directory."""
+    owner = out / "owner.pid"
+    while owner.is_file() and not (out / "done.json").is_file():
+        pid = int(owner.read_text() or 0)
+        if pid == os.getpid() or not _alive(pid):
+            return
+        time.sleep(30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def score(
@@ -212,6 +241,9 @@ def main() -> None:
     parser.add_argument("--heldout", default=HELDOUT, help="tasks never trained on")
     parser.add_argument("--methods", default=",".join(TRAINED))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--seed-order", default="", help="train the seeds in this order (e.g. 2,1,0)"
+    )
     parser.add_argument("--env-steps", type=int, default=96, help="per training run")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
@@ -257,9 +289,10 @@ def main() -> None:
         print(f"starter controls: {time.perf_counter() - clock:.0f} s", flush=True)
         # -- trained methods ----------------------------------------------------------------
         train_s: dict[str, dict[int, float]] = {}
+        order = [int(x) for x in args.seed_order.split(",") if x] or seeds
         for method in methods:
             results["runs"][method] = {}
-            for seed in seeds:
+            for seed in order:
                 policy, seconds = train_method(method, seed, args)
                 clock = time.perf_counter()
                 decodings = [float(t) for t in args.decodings.split(",")]

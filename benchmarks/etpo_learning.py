@@ -24,7 +24,8 @@ the evaluation episodes: a conservative choice), averaged over seeds; mean ± SE
 and each seed's own difference in SE units. A greedy decode writes one body per task prompt, so
 its SE covers the episodes' data splits, not the variation between bodies.
 
-    python benchmarks/etpo_learning.py                  # the table in the README
+    python benchmarks/etpo_learning.py                  # the full table: 3 seeds
+    python benchmarks/etpo_learning.py --seeds 1        # the README's table (one seed)
     python benchmarks/etpo_learning.py --seeds 1 --env-steps 16 --val-episodes 4 \\
         --eval-episodes 4 --out runs/learning-smoke     # a few minutes
 

@@ -27,6 +27,11 @@ def _train_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, field.name)
         kind = type(default) if default is not None else str
         doc = docs.get(field.name, "").replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=doc
+            )
+            continue
         parser.add_argument(flag, type=kind, default=default, help=f"{doc} (default: %(default)s)")
     parser.add_argument("--resume", default=None, help="continue the run in this directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -43,7 +48,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=10_000)
     parser.add_argument("--sandbox", default="local")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -87,9 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _eval_parser().parse_args(rest)
         if args.episodes < 1:
             raise EtpoGymError(f"--episodes {args.episodes}: must be >= 1")
-        cfg = EtpoConfig(task=args.task, sandbox=args.sandbox, temperature=args.temperature)
+        cfg = EtpoConfig(task=args.task, sandbox=args.sandbox)
         result = evaluate(
-            args.checkpoint, args.task, args.episodes, seed=args.seed, cfg=cfg, device=args.device
+            args.checkpoint,
+            args.task,
+            args.episodes,
+            seed=args.seed,
+            cfg=cfg,
+            device=args.device,
+            temperature=args.temperature,
         )
         if args.json:
             print(json.dumps(result))

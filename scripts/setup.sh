@@ -14,9 +14,13 @@ want="$(sha256sum pyproject.toml | cut -c1-16) $TORCH_SPEC"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+echo "setup: installing etpo-gym and its dependencies into .venv (a few minutes the first time)" >&2
+# -qq: errors only. pip would otherwise show setuptools' notes about editable installs, which
+# are about setuptools, not about this project.
+.venv/bin/python -m pip install -qq --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install -q "$TORCH_SPEC"
+  .venv/bin/python -m pip install -qq "$TORCH_SPEC"
 fi
-.venv/bin/python -m pip install -q -e ".[agent,dev]"
+.venv/bin/python -m pip install -qq -e ".[agent,dev]"
 echo "$want" > "$stamp"
+echo "setup: done" >&2

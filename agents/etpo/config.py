@@ -25,8 +25,9 @@ class EtpoConfig:
     """target column of a CSV task"""
     env_id: str = "DataSci-v0"
     """registered env id"""
-    sandbox: str = "local"
-    """sandbox backend: local, docker or auto"""
+    sandbox: str = "auto"
+    """sandbox backend: auto (Docker when usable, else local; the run records which), local or
+    docker"""
     model: str = "starter"
     """a local Hugging Face causal-LM directory, or ``starter`` (the shipped CPU policy)"""
     mode: str = "full"

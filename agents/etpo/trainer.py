@@ -89,9 +89,11 @@ def shape_reward(reward: float, baseline: float | None, rate: float) -> tuple[fl
 
 
 def make_envs(cfg: EtpoConfig, num_envs: int | None = None) -> gym.vector.VectorEnv:
-    """Synchronous vector env (kernels are separate processes already)."""
+    """The vector env: async for the DataSci envs (each env steps in its own process, so the
+    envs' kernels run side by side), sync for others (the in-process toy env)."""
     kwargs: dict[str, Any] = dict(cfg.extra_env_kwargs)
-    if cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS:
+    datasci = cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS
+    if datasci:
         kwargs.update(
             task=cfg.task,
             sandbox=cfg.sandbox,
@@ -105,7 +107,7 @@ def make_envs(cfg: EtpoConfig, num_envs: int | None = None) -> gym.vector.Vector
     return gym.make_vec(
         cfg.env_id,
         num_envs=num_envs or cfg.num_envs,
-        vectorization_mode="sync",
+        vectorization_mode="async" if datasci else "sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **kwargs,
     )

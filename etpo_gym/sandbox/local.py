@@ -1,36 +1,39 @@
 """A real ``ipykernel`` process on this machine, driven through ``jupyter_client``.
 
-This is the embedded default: it needs no Docker. Isolation is that of a process, tightened where
-it costs nothing:
+This is the embedded default: it needs no Docker. Each kernel is started by
+:mod:`etpo_gym.sandbox.confine` at one of two isolation levels (``isolation``, reported as
+``sandbox.isolation``):
 
-* a private temporary directory (``data/`` read-only inputs, ``out/`` predictions, ``work/`` the
-  working directory and ``HOME``, ``conn/`` the connection file and ZMQ **ipc** sockets — no TCP
-  port is opened);
-* a scrubbed environment (no host variables leak in), ``PYTHONHASHSEED`` set to the episode seed;
-* an address-space cap (``memory_limit``) so that a memory bomb raises ``MemoryError``;
-* the kernel dies with its owner (``PR_SET_PDEATHSIG``), runs in its own process group (the
-  whole group is killed on close), and, when the host runs as root, it runs without any
-  capability (``setpriv --bounding-set=-all``);
-* the owning process marks itself non-dumpable, so the kernel cannot read its memory (where the
-  hidden labels live) through ``/proc/PID/mem`` or ptrace.
+* ``"namespaces"`` (the default where bubblewrap works): mount, pid, network, ipc and uts
+  namespaces; a read-only view of the system and of the Python environment only (no home
+  directories, no repository, no Docker socket, no other sandbox, no package sources, no
+  scikit-learn bundled data); writable places are size-capped tmpfs mounts that vanish with the
+  kernel; loopback only; every process the kernel starts dies with it.
+* ``"none"``: a plain process in a private directory (``data/`` read-only inputs, ``out/``
+  predictions, ``work/`` the working directory and ``HOME``, ``conn/`` the connection file and
+  ZMQ **ipc** sockets). It does not hide the host's file system from the code.
 
-It does not hide the host's file system from the code: for untrusted code use ``sandbox="docker"``.
+At both levels: as root the kernel runs as a fresh uid that names no user, without capabilities;
+a cgroup (or rlimits) caps the memory and processes of the kernel *and its children*; rlimits cap
+each process's address space (a memory bomb raises ``MemoryError``) and file size; the
+environment is scrubbed (``PYTHONHASHSEED`` set to the episode seed); no TCP port is opened; the
+kernel dies with its owner (``PR_SET_PDEATHSIG``); ``reset``/``close`` kill every process the
+kernel started; and the owning process is non-dumpable, so the kernel cannot read its memory
+(where the hidden labels live). Directories are removed without following any symlink the code
+planted, and those of owners that died are reaped at the next start.
+
+For untrusted code without bubblewrap, use ``sandbox="docker"``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import json
 import os
 import re
-import resource
 import secrets
-import shutil
 import signal
 import stat
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -39,17 +42,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.connect import write_connection_file
 
 from etpo_gym.errors import ConfigError, SandboxError
-from etpo_gym.sandbox import _kernel
+from etpo_gym.sandbox import _kernel, cgroup, confine, scratch
 from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
 
 _PREFIX = "etpo-gym-local-"
-_PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
-_DIR_NAME = re.compile(rf"^{re.escape(_PREFIX)}(\d+)-")
 
 #: Environment variables copied from the host into the kernel (nothing else is).
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
@@ -62,53 +62,19 @@ del _r, _np, _pd, _sk
 """
 
 
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
 def protect_host_memory() -> None:
-    """Make this process non-dumpable: processes without CAP_SYS_PTRACE (our kernels) cannot read
-    its memory via /proc/PID/mem or attach to it. Side effect: no core dumps, no debugger attach
-    by ordinary users."""
-    libc = _libc()
-    if libc is not None:
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Make this process non-dumpable (see :func:`etpo_gym.sandbox.confine.protect_process_memory`)."""
+    confine.protect_process_memory()
 
 
 def reap_stale_dirs(tmp: str | None = None) -> int:
     """Remove sandbox directories left by owners that died (kill -9). Returns how many."""
-    base = Path(tmp or tempfile.gettempdir())
-    removed = 0
-    for entry in base.glob(_PREFIX + "*"):
-        match = _DIR_NAME.match(entry.name)
-        if match and not _pid_alive(int(match.group(1))):
-            _remove_tree(entry)
-            removed += 1
-    return removed
+    return scratch.reap_stale(_PREFIX, tmp)
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete ``path`` whatever the code did to it (read-only subdirectories included)."""
-    for root, dirs, _files in os.walk(path):
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete ``path`` whatever the code did to it; never follows a symlink, never raises."""
+    scratch.remove_tree(path)
 
 
 def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
@@ -157,7 +123,11 @@ def load_output(directory: Path, name: str, max_bytes: int) -> np.ndarray:
 
 
 class _Kernel:
-    """One kernel process and its directory (``data/ out/ work/ conn/``) under the sandbox root.
+    """One confined kernel process and its host directory under the sandbox root.
+
+    At ``"none"`` the directory holds ``data/ out/ work/ conn/``; at ``"namespaces"`` only
+    ``data/`` (the rest are tmpfs mounts inside the kernel's namespaces, reached through
+    :meth:`Confined.host_path <etpo_gym.sandbox.confine.Confined.host_path>`).
 
     ``spawn`` forks the process in the calling thread (the kernel's parent-death signal follows
     that thread, so it must be a long-lived one); ``wait`` blocks until it answers and has run the
@@ -168,47 +138,91 @@ class _Kernel:
         self.sandbox = sandbox
         self.dir = directory
         self.seed = seed
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: confine.Confined | None = None
         self.client: BlockingKernelClient | None = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         self.cancelled = threading.Event()
-        directory.mkdir(mode=0o700)
-        for sub in ("data", "out", "work", "conn"):
-            (directory / sub).mkdir(mode=0o700)
+        plain = sandbox.isolation == "none"
+        # As root, the kernel's own uid must reach its directories (and no other kernel's).
+        directory.mkdir(mode=0o711 if plain and os.geteuid() == 0 else 0o700)
+        (directory / "data").mkdir(mode=0o755)
+        if plain:
+            for sub in ("out", "work", "conn"):
+                (directory / sub).mkdir(mode=0o700)
+            self.layout = confine.Layout(
+                data=str(directory / "data"),
+                out=str(directory / "out"),
+                work=str(directory / "work"),
+                conn=str(directory / "conn"),
+                tmp=str(directory / "work"),
+            )
+        else:
+            self.layout = confine.namespaces_layout()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def host_path(self, inside: str) -> Path:
+        if self.proc is None:
+            raise SandboxError("the kernel is not started", backend=self.sandbox.name)
+        return self.proc.host_path(inside)
+
     def spawn(self) -> None:
-        conn = self.dir / "conn"
-        for entry in conn.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink()
-        connection_file = str(conn / "kernel.json")
-        write_connection_file(
-            connection_file, transport="ipc", ip=str(conn / "k"), key=secrets.token_hex(32).encode()
-        )
         sb = self.sandbox
-        log = open(self.dir / "kernel.log", "wb")  # noqa: SIM115 - the child owns it
+        layout = self.layout
+        if sb.isolation == "none":
+            conn_fd = os.open(layout.conn, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                for entry in os.listdir(conn_fd):
+                    scratch.remove_tree(os.path.join(layout.conn, entry))
+            finally:
+                os.close(conn_fd)
+        key = secrets.token_hex(32)
+        ports = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+        info = {"transport": "ipc", "key": key, "signature_scheme": "hmac-sha256", **ports}
+        connection_file = f"{layout.conn}/kernel.json"
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(
+            HOME=layout.work,
+            TMPDIR=layout.tmp,
+            IPYTHONDIR=f"{layout.conn}/ipython",
+            PYTHONHASHSEED=str(self.seed % 2**32),
+            PYTHONNOUSERSITE="1",
+            PYTHONDONTWRITEBYTECODE="1",
+            MPLBACKEND="Agg",
+            OMP_NUM_THREADS="1",
+            OPENBLAS_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            ETPO_DATA_DIR=layout.data,
+            ETPO_OUT_DIR=layout.out,
+        )
+        spec = confine.Spec(
+            argv=[
+                sb.python,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                connection_file,
+                "--HistoryManager.enabled=False",
+                "--IPKernelApp.log_level=ERROR",
+            ],
+            env=env,
+            cwd=layout.work,
+            log_path=self.dir / "kernel.log",
+            data_dir=self.dir / "data",
+            files={connection_file: json.dumps({**info, "ip": f"{layout.conn}/k"}).encode()},
+            writable=[Path(layout.out), Path(layout.work), Path(layout.conn)],
+        )
         try:
-            self.proc = subprocess.Popen(
-                sb._command(connection_file),
-                cwd=self.dir / "work",
-                env=sb._environment(self.dir, self.seed),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=sb._preexec,
-            )
+            self.proc = confine.Confined(spec, sb.limits, sb.isolation, python=sb.python)
         except OSError as exc:
             raise SandboxError(f"cannot start the kernel: {exc}", backend=sb.name) from exc
-        finally:
-            log.close()
-        self.client = _kernel.make_client(connection_file, max(16 * 2**20, 4 * sb.max_output_bytes))
+        context = zmq.Context()
+        # A flood of output from the kernel drops the connection instead of host memory.
+        context.setsockopt(zmq.MAXMSGSIZE, max(16 * 2**20, 4 * sb.max_output_bytes))
+        self.client = BlockingKernelClient(context=context)
+        self.client.load_connection_info({**info, "ip": f"{self.host_path(layout.conn)}/k"})
         self.client.start_channels()
 
     def wait(self) -> None:
@@ -278,25 +292,19 @@ class _Kernel:
             return ""
 
     def kill(self) -> None:
+        """End the kernel and every process it started; free its cgroup."""
         _kernel.close_client(self.client)
         self.client = None
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+        if proc is not None:
+            proc.close()
 
     def destroy(self) -> None:
         if self.thread is not None:
             # Stop a start still in progress: the helper thread notices within ~0.1 s.
             self.cancelled.set()
             if self.proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
+                self.proc.kill()
             self.thread.join()
             self.thread = None
         self.kill()
@@ -311,12 +319,19 @@ class LocalSandbox(Sandbox):
 
     Args:
         timeout: default per-``execute`` limit in seconds.
-        memory_limit: address-space cap of the kernel process in bytes (``None``: no cap).
+        memory_limit: memory cap in bytes of each kernel process (address space: a larger
+            allocation raises ``MemoryError``) and of the kernel with all its children (cgroup,
+            where one can be made). ``None``: no cap.
         max_output_bytes: text kept per cell (stdout, stderr, results).
         startup_timeout: seconds to wait for a new kernel to answer.
         interrupt_grace: seconds an interrupted kernel gets to become idle before a hard restart.
         python: interpreter that runs the kernel (default: this one; needs ``ipykernel``).
-        drop_capabilities: when running as root, run the kernel with no capabilities.
+        isolation: ``"auto"`` (``"namespaces"`` where bubblewrap works, else ``"none"`` with one
+            warning saying why), ``"namespaces"`` (an error where it cannot work) or ``"none"``.
+        pids_limit: most processes/threads of the kernel and its children (a fork bomb stops
+            there).
+        tmpfs_size: bytes of each writable tmpfs at ``"namespaces"`` (``/tmp``, ``/dev/shm``,
+            the work and output directories), and the largest file any process may write.
         protect_host: make the owning process non-dumpable (see module docstring).
         prestart: honour ``prepare(seed)`` by starting the next kernel in the background.
     """
@@ -331,7 +346,9 @@ class LocalSandbox(Sandbox):
         startup_timeout: float = 60.0,
         interrupt_grace: float = 2.0,
         python: str | None = None,
-        drop_capabilities: bool = True,
+        isolation: str = "auto",
+        pids_limit: int = 256,
+        tmpfs_size: int = 256 * 2**20,
         protect_host: bool = True,
         prestart: bool = True,
     ) -> None:
@@ -347,7 +364,18 @@ class LocalSandbox(Sandbox):
         self.startup_timeout = float(startup_timeout)
         self.interrupt_grace = float(interrupt_grace)
         self.python = python or sys.executable
-        self.drop_capabilities = drop_capabilities
+        if tmpfs_size < 2**20:
+            raise ConfigError(f"tmpfs_size={tmpfs_size!r} bytes is below the 1 MiB minimum")
+        if not isinstance(pids_limit, int) or pids_limit < 16:
+            raise ConfigError(f"pids_limit={pids_limit!r} must be an integer >= 16")
+        self.limits = confine.Limits(
+            memory_bytes=memory_limit,
+            pids=pids_limit,
+            file_bytes=int(tmpfs_size),
+            tmpfs_bytes=int(tmpfs_size),
+        )
+        #: ``"namespaces"`` or ``"none"``: what separates the code from the host.
+        self.isolation = confine.resolve_isolation(isolation, self.python)
         self.protect_host = protect_host
         self.prestart = prestart
         self._root: Path | None = None
@@ -380,11 +408,9 @@ class LocalSandbox(Sandbox):
 
     @property
     def out_dir(self) -> Path:
-        return self._current.dir / "out"
-
-    @property
-    def work_dir(self) -> Path:
-        return self._current.dir / "work"
+        """Host path of the output directory (at ``"namespaces"``: valid while the kernel runs)."""
+        kernel = self._current
+        return kernel.host_path(kernel.layout.out)
 
     @property
     def seed(self) -> int:
@@ -392,6 +418,7 @@ class LocalSandbox(Sandbox):
 
     @property
     def kernel_pid(self) -> int | None:
+        """Host pid of the current kernel process."""
         kernel = self._kernel
         return None if kernel is None or kernel.proc is None else kernel.proc.pid
 
@@ -401,9 +428,12 @@ class LocalSandbox(Sandbox):
         if self._kernel is not None:
             return
         reap_stale_dirs()
+        cgroup.reap_stale()
         if self.protect_host:
             protect_host_memory()
-        self._root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
+        self._root = scratch.make_private_dir(_PREFIX)
+        if self.isolation == "none" and os.geteuid() == 0:
+            self._root.chmod(0o711)  # the kernel's uid passes through to its own directory only
         self._kernel = self._new_kernel(0)
         self._kernel.wait()
 
@@ -493,6 +523,9 @@ class LocalSandbox(Sandbox):
             exit_code = None if kernel.proc is None else kernel.proc.poll()
             if exit_code is not None:
                 result.error += f" (exit status {exit_code})"
+            if kernel.proc is not None and kernel.proc.oom_killed():
+                result.status = Status.OOM
+                result.error = "MemoryError: the kernel was killed at the memory cap"
             kernel.restart()
             result.restarted = True
         return result
@@ -501,52 +534,8 @@ class LocalSandbox(Sandbox):
         """SIGINT the kernel; if it is not idle within the grace period, restart it hard.
         Returns whether the kernel survived (state kept)."""
         assert kernel.proc is not None and kernel.client is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(kernel.proc.pid, signal.SIGINT)
+        kernel.proc.send_signal(signal.SIGINT)
         if kernel.alive() and _kernel.wait_idle(kernel.client, self.interrupt_grace):
             return True
         kernel.restart()
         return False
-
-    # -- kernel process ----------------------------------------------------------------------
-
-    def _command(self, connection_file: str) -> list[str]:
-        cmd = [
-            self.python,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            connection_file,
-            "--HistoryManager.enabled=False",
-            "--IPKernelApp.log_level=ERROR",
-        ]
-        if self.drop_capabilities and os.geteuid() == 0 and shutil.which("setpriv"):
-            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *cmd]
-        return cmd
-
-    def _environment(self, directory: Path, seed: int) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
-        work = str(directory / "work")
-        env.update(
-            HOME=work,
-            TMPDIR=work,
-            IPYTHONDIR=str(directory / "conn" / "ipython"),
-            PYTHONHASHSEED=str(seed % 2**32),
-            PYTHONNOUSERSITE="1",
-            PYTHONDONTWRITEBYTECODE="1",
-            MPLBACKEND="Agg",
-            OMP_NUM_THREADS="1",
-            OPENBLAS_NUM_THREADS="1",
-            MKL_NUM_THREADS="1",
-            ETPO_DATA_DIR=str(directory / "data"),
-            ETPO_OUT_DIR=str(directory / "out"),
-        )
-        return env
-
-    def _preexec(self) -> None:  # runs in the child between fork and exec
-        if self.memory_limit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        libc = _libc()
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

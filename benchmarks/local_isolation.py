@@ -55,10 +55,10 @@ def main() -> None:
     }
     for round_ in range(args.rounds):
         for level in levels:
-            sb = LocalSandbox(isolation=level, prestart=True, timeout=120)
+            sb = LocalSandbox(isolation=level, pool_size=1, timeout=120)
             try:
                 figures[level]["start"].append(_ms(sb.start))
-                figures[level]["reset"].append(_ms(sb.reset, seed=round_))
+                figures[level]["reset"].append(_ms(sb.reset, seed=100 + round_))
                 sb.prepare(1000 + round_)
                 time.sleep(3)  # the spare starts in the background meanwhile
                 figures[level]["reset (prepared)"].append(_ms(sb.reset, seed=1000 + round_))

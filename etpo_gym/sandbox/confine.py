@@ -472,6 +472,7 @@ class Confined:
         self._init_pidfd: int | None = None
         self.pid: int | None = None
         self._closed = False
+        self._ended = False
         try:
             self._start(spec)
         except BaseException:
@@ -668,6 +669,10 @@ class Confined:
 
     def kill(self) -> None:
         """SIGKILL every process of the tree and reap the command."""
+        if self._ended:
+            # Reaped by an earlier kill: its pid (and process group id) may name another
+            # process by now.
+            return
         if self._init_pidfd is not None:
             # The init of the pid namespace: its death kills every process in it.
             with contextlib.suppress(OSError):
@@ -685,6 +690,7 @@ class Confined:
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)
+            self._ended = self._proc.returncode is not None
 
     def close(self) -> None:
         """Kill the tree and free the cgroup (idempotent)."""

@@ -157,6 +157,9 @@ class LocalProvisioner(Provisioner):
             )
         )
         self._lock = threading.Lock()
+        # Held while the process tree is killed or its descriptors closed: a kill from another
+        # thread never signals through a pidfd that ``cleanup`` closed (and the kernel reused).
+        self._end_lock = threading.Lock()
         self._killed = False
 
     @property
@@ -232,7 +235,8 @@ class LocalProvisioner(Provisioner):
             self.confined = confined
             killed = self._killed
         if killed:  # kill() ran while the kernel was being made: it missed this one
-            confined.kill()
+            with self._end_lock:
+                confined.kill()
             raise KernelStartError("kernel start cancelled", backend=self.backend.name)
         return Connection(
             key=spec.key.encode(),
@@ -255,14 +259,16 @@ class LocalProvisioner(Provisioner):
             self._killed = True
             confined = self.confined
         if confined is not None:
-            confined.kill()
+            with self._end_lock:
+                confined.kill()
 
     def cleanup(self) -> None:
         self.kill()
         with self._lock:
             confined, self.confined = self.confined, None
         if confined is not None:
-            confined.close()
+            with self._end_lock:
+                confined.close()
         scratch.remove_tree(self.dir)
 
     def facts(self) -> KernelFacts:

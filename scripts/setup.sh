@@ -4,6 +4,18 @@
 # set TORCH_SPEC to choose another (e.g. TORCH_SPEC="torch==2.5.1" with a CUDA index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The local sandbox's "namespaces" isolation needs bubblewrap (Debian/Ubuntu package bubblewrap).
+# Installed here when this runs as root with apt (CI, containers); otherwise say how.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing bubblewrap with apt (local sandbox isolation)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "setup: bubblewrap (bwrap) is missing: the local sandbox falls back to isolation 'none';" \
+      "install the bubblewrap package (e.g. sudo apt-get install bubblewrap)" >&2
+  fi
+fi
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x .venv/bin/python ]; then

@@ -22,6 +22,7 @@ from etpo_gym.errors import ConfigError, OutputError, SandboxError
 from etpo_gym.notebook import EpisodeRecorder
 from etpo_gym.sandbox import Sandbox, Status, make_sandbox, resolve_backend
 from etpo_gym.sandbox.base import ExecResult
+from etpo_gym.sandbox.confine import protect_process_memory
 from etpo_gym.scoring import PredictionError, check_predictions, expected_shape, score
 from etpo_gym.tasks import get_task
 from etpo_gym.tasks.base import Task, holdout_split
@@ -173,6 +174,8 @@ class DataSciEnv(gym.Env[str, str]):
             raise ConfigError(
                 f"max_observation_length={max_observation_length!r} must be at least 1024"
             )
+        # Before the task is built: this process will hold hidden labels (see Task.data).
+        protect_process_memory()
         self.task = task if isinstance(task, Task) else get_task(task, target=target, drop=drop)
         prompts.check_style(prompt_style)
         self.protocol = protocol

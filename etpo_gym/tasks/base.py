@@ -96,7 +96,15 @@ class Task:
 
     @functools.cached_property
     def data(self) -> Dataset:
-        """The dataset (loaded on first use)."""
+        """The dataset (loaded on first use).
+
+        Loading it makes this process non-dumpable: it now holds labels that a kernel running as
+        the same user must not read from its memory (e.g. the main process of an async vector
+        env, whose dummy env loads the task but starts no sandbox).
+        """
+        from etpo_gym.sandbox.confine import protect_process_memory
+
+        protect_process_memory()
         return self.loader()
 
     @property

@@ -2394,6 +2394,7 @@ INPUT: list[Attack] = [
         code="# " + "x" * 20_000_000 + "\n" + _HONEST_DEF,
         statuses=ANY_AGENT_STATUS,
         description="an action of 20 MB (a comment and an honest model)",
+        slow=True,
     ),
     Attack(
         name="action_lone_surrogate",

@@ -124,6 +124,7 @@ SLOW_ON = {
     "memory_gradual_hog": "docker",
     "disk_fill": "local",
     "cross_sandbox_files": "local",
+    "action_20mb": "docker",
 }
 
 

@@ -109,9 +109,9 @@ def cmd_agent(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from etpo_gym.sandbox import image
+    from etpo_gym.sandbox import manage
 
-    return int(image.main(args.rest) or 0)
+    return int(manage.main(args.rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,5 +59,5 @@ if [ "$build" -eq 1 ]; then
   if [ -z "$python" ]; then
     if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
   fi
-  "$python" -m etpo_gym.sandbox.image build
+  "$python" -m etpo_gym.sandbox.manage build
 fi

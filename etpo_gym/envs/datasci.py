@@ -3,6 +3,7 @@ scored on hidden labels."""
 
 from __future__ import annotations
 
+import logging
 import string
 import time
 from collections.abc import Sequence
@@ -15,11 +16,11 @@ from gymnasium import spaces
 
 from etpo_gym import prompts
 from etpo_gym.envs.driver import PRED_FILE, driver_cell
-from etpo_gym.errors import ConfigError, SandboxError
+from etpo_gym.errors import ConfigError, OutputError, SandboxError
 from etpo_gym.notebook import EpisodeRecorder
 from etpo_gym.sandbox import Sandbox, Status, make_sandbox, resolve_backend
 from etpo_gym.sandbox.base import ExecResult
-from etpo_gym.scoring import PredictionError, check_predictions, score
+from etpo_gym.scoring import PredictionError, check_predictions, expected_shape, score
 from etpo_gym.tasks import get_task
 from etpo_gym.tasks.base import Task, holdout_split
 
@@ -34,6 +35,8 @@ CHARSET = frozenset(
     + "—–‘’“”…•→←↑↓≤≥≠±×÷µ°²³√∞≈✓✗│─┌┐└┘├┤"
 )
 
+log = logging.getLogger("etpo_gym.envs")
+
 _MAX_CODE_IN_PROMPT = 6000
 _MAX_ERROR_IN_PROMPT = 3000
 _TRACEBACK_LINES = 12
@@ -47,6 +50,10 @@ class _Outcome:
     detail: str  # traceback tail or validation message, for the reflection prompt
     result: ExecResult | None
     scores: list[float] | None = None
+
+    @property
+    def state_lost(self) -> bool:
+        return self.result is not None and self.result.restarted
 
 
 class DataSciEnv(gym.Env[str, str]):
@@ -74,11 +81,16 @@ class DataSciEnv(gym.Env[str, str]):
     ## Rewards
 
     On success, the task metric on the evaluation rows (ROC AUC — binary: positive-class
-    probability; multiclass: one-vs-one macro; regression: R², or −RMSE) and the episode
-    terminates. On any failure of the code (syntax error, exception, no ``model``, no
-    ``predict_proba``, predictions of wrong shape / NaN / inf / outside [0, 1], timeout, memory
-    cap, kernel death): ``error_reward``. A failure of the sandbox machinery itself is not the
-    agent's fault: reward 0, ``info["infra_error"] = True``, and the episode is truncated.
+    probability; multiclass: one-vs-one macro; regression: R², or −RMSE), never below
+    ``error_reward``, and the episode terminates. On any failure of the code (syntax error,
+    exception, no ``model``, no ``predict_proba``, a missing, crafted or oversized prediction file,
+    predictions of wrong shape / dtype / NaN / inf / outside [0, 1], a non-finite metric, a forged
+    or malformed message from the kernel, timeout, memory cap, kernel death): ``error_reward``.
+    A failure of the host's own machinery, established from the host's own facts (engine
+    unreachable, image missing, a kernel that could not be started before the code ran), is not
+    the agent's fault: it is retried once with a fresh kernel, then reported with reward 0,
+    ``info["infra_error"] = True``, and the episode is truncated. Nothing the kernel sends or
+    writes can cause that, and no exception escapes ``reset`` or ``step``.
 
     ## Episode End
 
@@ -87,8 +99,11 @@ class DataSciEnv(gym.Env[str, str]):
     ## Info
 
     ``score``, ``metric``, ``status`` (ok/error/timeout/oom/killed/infra_error), ``error``
-    (``"Type: message"``), ``elapsed_s``, ``stdout`` (tail), ``step``, ``task``, ``seed``,
-    ``infra_error``, ``code`` (the executed function), ``sandbox``, ``protocol``; with
+    (``"Type: message"``; a forged or malformed kernel message: ``"KernelProtocolError: ..."``),
+    ``elapsed_s``, ``stdout`` (tail), ``step``, ``task``, ``seed``, ``infra_error``, ``code`` (the
+    executed function), ``sandbox``, ``isolation`` (``"none"``: a plain local process that can
+    read the host's files; ``"namespaces"``; ``"container"``), ``state_lost`` (the kernel was
+    restarted after this step: variables and files of earlier steps are gone), ``protocol``; with
     ``protocol="etpo"`` also ``scores`` (per split) and ``score_std``; ``notebook`` (path) when
     recording and the episode ended.
 
@@ -98,7 +113,7 @@ class DataSciEnv(gym.Env[str, str]):
     |---|---|---|
     | ``task`` | ``"breast_cancer"`` | a name from ``etpo_gym.list_tasks()``, a ``Task``, or a CSV path |
     | ``target``, ``drop`` | ``None`` | for a CSV path: the target column, columns to ignore |
-    | ``sandbox`` | ``"auto"`` | ``"local"``, ``"docker"``, or ``"auto"`` (Docker if usable) |
+    | ``sandbox`` | ``"auto"`` | ``"local"``, ``"docker"``, ``"auto"`` (Docker if usable), or a ``Sandbox`` (the env closes it) |
     | ``protocol`` | ``"holdout"`` | ``"holdout"``: one seeded split; ``"etpo"``: mean of 5 random 50/50 splits (seeds 0–4), each in a fresh kernel |
     | ``eval_fraction`` | ``0.3`` | evaluation share of the holdout split |
     | ``split_seed`` | ``None`` | fix the holdout split across episodes (``None``: the episode seed) |
@@ -125,7 +140,7 @@ class DataSciEnv(gym.Env[str, str]):
         *,
         target: str | None = None,
         drop: Sequence[str] | None = None,
-        sandbox: str = "auto",
+        sandbox: str | Sandbox = "auto",
         protocol: str = "holdout",
         eval_fraction: float = 0.3,
         split_seed: int | None = None,
@@ -162,15 +177,22 @@ class DataSciEnv(gym.Env[str, str]):
         self.timeout = float(timeout)
         self.prompt_style = prompt_style
         self.render_mode = render_mode
-        self.sandbox_name = resolve_backend(sandbox)
         self._sandbox_kwargs = dict(sandbox_kwargs or {})
         self._sandbox_kwargs.setdefault("timeout", self.timeout)
         if memory_limit is not None:
             self._sandbox_kwargs["memory_limit"] = int(memory_limit)
+        if isinstance(sandbox, Sandbox):
+            self.sandbox_name = sandbox.name
+            self._given_sandbox: Sandbox | None = sandbox
+        else:
+            self.sandbox_name = resolve_backend(sandbox)
+            self._given_sandbox = None
+            # Built (not started) now: bad sandbox settings are named here, not on first use.
+            make_sandbox(self.sandbox_name, **self._sandbox_kwargs).close()
         self.observation_space = spaces.Text(max_length=max_observation_length, charset=CHARSET)
         self.action_space = spaces.Text(max_length=max_action_length, charset=CHARSET)
         self._recorder = EpisodeRecorder(record_dir) if record_dir else None
-        self._sandbox: Sandbox | None = None
+        self._sandbox: Sandbox | None = self._given_sandbox
         self._closed = False
         self._episode = -1
         self._seed = 0
@@ -182,6 +204,7 @@ class DataSciEnv(gym.Env[str, str]):
         self._observation = ""
         self._last: dict[str, Any] = {}
         self._pending_infra = ""
+        self._kernel_used = False
 
     # -- Gymnasium API -----------------------------------------------------------------------
 
@@ -216,17 +239,22 @@ class DataSciEnv(gym.Env[str, str]):
         info = self._base_info()
         self._pending_infra = ""
         try:
-            self._prepare_episode()
-        except SandboxError as exc:
-            # The step will try again; the agent must not be blamed either way.
-            self._pending_infra = str(exc)
+            self._prepare_with_retry()
+        except Exception as exc:
+            # No agent code ran: whatever failed is the host's. The step will try again.
+            if not isinstance(exc, SandboxError):
+                log.error("preparing the episode failed", exc_info=True)
+            self._pending_infra = str(exc) or type(exc).__name__
             info.update(status=str(Status.INFRA_ERROR), infra_error=True, error=str(exc))
         if self._recorder is not None:
-            self._recorder.begin(
-                f"{self.task.name}__seed{self._seed}__ep{self._episode}",
-                self._observation,
-                {"task": self.task.name, "seed": self._seed, "sandbox": self.sandbox_name},
-            )
+            try:
+                self._recorder.begin(
+                    f"{self.task.name}__seed{self._seed}__ep{self._episode}",
+                    self._observation,
+                    {"task": self.task.name, "seed": self._seed, "sandbox": self.sandbox_name},
+                )
+            except Exception:
+                log.warning("recording the episode failed", exc_info=True)
         return self._observation, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -235,16 +263,15 @@ class DataSciEnv(gym.Env[str, str]):
         if self._done:
             raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
         self._step += 1
-        code = prompts.action_to_code(action)
         started = time.monotonic()
+        code = ""
         try:
-            if self._pending_infra:
-                self._prepare_episode()
-                self._pending_infra = ""
-            outcome = self._evaluate(code)
-        except SandboxError as exc:
-            outcome = _Outcome(Status.INFRA_ERROR, None, str(exc), "", None)
-            self._discard_sandbox()
+            code = prompts.action_to_code(action)
+            outcome = self._run_step(code)
+        except Exception as exc:  # a bug of the host's own: blame the step, keep the env usable
+            log.error("running a step failed", exc_info=True)
+            error = f"InternalError: the step could not be evaluated ({type(exc).__name__})"
+            outcome = _Outcome(Status.ERROR, None, error, error, None)
         elapsed = time.monotonic() - started
 
         info = self._base_info()
@@ -257,6 +284,7 @@ class DataSciEnv(gym.Env[str, str]):
             stdout=(result.stdout[-2000:] if result else ""),
             code=code,
             infra_error=outcome.status is Status.INFRA_ERROR,
+            state_lost=outcome.state_lost,
         )
         if outcome.scores is not None:
             info.update(scores=outcome.scores, score_std=float(np.std(outcome.scores)))
@@ -265,6 +293,8 @@ class DataSciEnv(gym.Env[str, str]):
         if outcome.status is Status.OK:
             assert outcome.score is not None
             reward = -outcome.score if self.task.metric == "rmse" else outcome.score
+            # A success never pays less than a failure (R² and -RMSE are unbounded below).
+            reward = max(reward, self.error_reward)
             terminated = True
             summary = f"**Reward {reward:.4f}** — {self.task.metric} {outcome.score:.4f}"
         elif outcome.status is Status.INFRA_ERROR:
@@ -279,15 +309,23 @@ class DataSciEnv(gym.Env[str, str]):
             reward = self.error_reward
             truncated = self._step >= self.max_steps
             text = outcome.error if not outcome.detail else outcome.detail
+            if outcome.state_lost and self.protocol == "holdout":
+                text += (
+                    "\n(The kernel was restarted after this: variables, imports and files of "
+                    "earlier steps are gone.)"
+                )
             self._observation = self._reflection(code, text)
             summary = f"**Reward {reward:.4f}** — status `{outcome.status}`: {outcome.error}"
         self._done = terminated or truncated
         if self._recorder is not None:
-            self._recorder.add_step(self._step, code, result.outputs if result else [], summary)
-            if self._done:
-                path = self._finish_notebook()
-                if path is not None:
-                    info["notebook"] = str(path)
+            try:
+                self._recorder.add_step(self._step, code, result.outputs if result else [], summary)
+                if self._done:
+                    path = self._finish_notebook()
+                    if path is not None:
+                        info["notebook"] = str(path)
+            except Exception:
+                log.warning("recording the episode failed", exc_info=True)
         self._last = {"reward": reward, **info}
         return self._observation, float(reward), terminated, truncated, info
 
@@ -310,6 +348,8 @@ class DataSciEnv(gym.Env[str, str]):
         self._closed = True
         try:
             self._finish_notebook()
+        except Exception:
+            log.warning("writing the last notebook failed", exc_info=True)
         finally:
             self._discard_sandbox()
         super().close()
@@ -328,7 +368,10 @@ class DataSciEnv(gym.Env[str, str]):
     def _discard_sandbox(self) -> None:
         sandbox, self._sandbox = self._sandbox, None
         if sandbox is not None:
-            sandbox.close()
+            try:
+                sandbox.close()
+            except Exception:
+                log.warning("closing the sandbox failed", exc_info=True)
 
     def _base_info(self) -> dict[str, Any]:
         return {
@@ -336,6 +379,7 @@ class DataSciEnv(gym.Env[str, str]):
             "metric": self.task.metric,
             "protocol": self.protocol,
             "sandbox": self.sandbox_name,
+            "isolation": self._isolation(),
             "seed": self._seed,
             "step": self._step,
             "score": None,
@@ -344,15 +388,49 @@ class DataSciEnv(gym.Env[str, str]):
             "elapsed_s": 0.0,
             "stdout": "",
             "infra_error": False,
+            "state_lost": False,
         }
 
+    def _isolation(self) -> str:
+        try:
+            return self.sandbox.isolation
+        except Exception:
+            return "none"  # unknown: claim nothing
+
+    def _prepare_with_retry(self) -> None:
+        """:meth:`_prepare_episode`, once more with a fresh kernel if the host's machinery
+        failed (the first failure is logged, the second raised)."""
+        try:
+            self._prepare_episode()
+        except SandboxError as exc:
+            log.warning("the sandbox failed; retrying once: %s", exc)
+            self._prepare_episode()
+
     def _prepare_episode(self) -> None:
-        """A fresh kernel state for the episode, with the holdout data in place."""
+        """A fresh kernel for the episode, with the holdout data in place."""
         self.sandbox.reset(seed=self._seed)
+        self._kernel_used = False
         if self.protocol == "holdout":
             self._put_split(self._train_idx, self._eval_idx)
+        else:
+            self.sandbox.prepare(self._seed)  # a spare for every split of every step
         if self._next_seed is not None:
             self.sandbox.prepare(self._next_seed)
+
+    def _run_step(self, code: str) -> _Outcome:
+        """Evaluate ``code``; a failure of the host's machinery is retried once with a fresh
+        kernel, then reported as ``infra_error``."""
+        for attempt in (1, 2):
+            try:
+                if self._pending_infra:
+                    self._prepare_episode()
+                    self._pending_infra = ""
+                return self._evaluate(code)
+            except SandboxError as exc:
+                if attempt == 1:
+                    log.warning("the sandbox failed; retrying once: %s", exc)
+                self._pending_infra = str(exc) or type(exc).__name__
+        return _Outcome(Status.INFRA_ERROR, None, self._pending_infra, "", None)
 
     def _put_split(self, train_idx: np.ndarray, eval_idx: np.ndarray) -> None:
         data = self.task.data
@@ -362,17 +440,20 @@ class DataSciEnv(gym.Env[str, str]):
 
     def _evaluate(self, code: str) -> _Outcome:
         if self.protocol == "holdout":
+            self._kernel_used = True
             return self._run_split(code, self._eval_idx)
         # The paper's protocol: 5 random 50/50 splits. A row's label is a training label in some
-        # splits and an evaluation label in others, so each split runs in a fresh kernel with only
-        # its own files: nothing can carry labels from one split into the next.
+        # splits and an evaluation label in others, so every split of every step runs in a fresh
+        # kernel with only its own files: nothing can carry labels from one split to another.
         scores: list[float] = []
         for split_seed in ETPO_SPLIT_SEEDS:
             train_idx, eval_idx = holdout_split(
                 self.task.data.y, split_seed, 0.5, stratify=self.task.task_type != "regression"
             )
-            if scores:
+            if self._kernel_used:
                 self.sandbox.reset(seed=self._seed)
+                self.sandbox.prepare(self._seed)
+            self._kernel_used = True
             self._put_split(train_idx, eval_idx)
             outcome = self._run_split(code, eval_idx)
             if outcome.status is not Status.OK:
@@ -386,28 +467,25 @@ class DataSciEnv(gym.Env[str, str]):
     def _run_split(self, code: str, eval_idx: np.ndarray) -> _Outcome:
         cell = driver_cell(code, self.task.task_type, self.task.n_classes)
         result = self.sandbox.execute(cell, timeout=self.timeout)
-        if result.status is Status.INFRA_ERROR:
-            return _Outcome(result.status, None, result.error, "", result)
         if not result.ok:
             detail = result.error
             if result.status is Status.ERROR and result.traceback:
                 tail = result.traceback.splitlines()[-_TRACEBACK_LINES:]
                 detail = "\n".join(tail)
             elif result.status is Status.TIMEOUT:
-                detail = f"{result.error} and was stopped" + (
-                    " (the kernel was restarted)" if result.restarted else ""
-                )
+                detail = f"{result.error} and was stopped"
             return _Outcome(result.status, None, result.error, detail, result)
+        shape = expected_shape(self.task, len(eval_idx))
         try:
-            raw = self.sandbox.read_output(PRED_FILE)
+            raw = self.sandbox.read_output(PRED_FILE, shape=shape)
             pred = check_predictions(raw, self.task, len(eval_idx))
+            value = score(self.task, self.task.data.y[eval_idx], pred)
         except FileNotFoundError as exc:
             msg = f"NoPredictions: {exc} (did the code exit or replace the output directory?)"
             return _Outcome(Status.ERROR, None, msg, msg, result)
-        except (PredictionError, ValueError) as exc:
+        except (OutputError, PredictionError) as exc:
             msg = f"InvalidPredictions: {exc}"
             return _Outcome(Status.ERROR, None, msg, msg, result)
-        value = score(self.task, self.task.data.y[eval_idx], pred)
         return _Outcome(Status.OK, value, "", "", result)
 
     def _reflection(self, code: str, error: str) -> str:

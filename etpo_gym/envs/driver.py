@@ -24,7 +24,11 @@ def _etpo_run(task_type, n_classes):
 
     data, out = os.environ["ETPO_DATA_DIR"], os.environ["ETPO_OUT_DIR"]
     target = os.path.join(out, "{pred}")
-    if os.path.lexists(target):
+    if os.path.isdir(target) and not os.path.islink(target):
+        import shutil
+
+        shutil.rmtree(target)
+    elif os.path.lexists(target):
         os.remove(target)
 
     def load(name):

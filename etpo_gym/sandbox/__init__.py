@@ -1,8 +1,16 @@
 """Code-execution sandboxes: a Jupyter kernel behind the small :class:`Sandbox` interface.
 
-Backends: ``"local"`` (a kernel process on this machine), ``"docker"`` (a kernel in a locked-down
-container), ``"auto"`` (Docker when the engine answers and the image exists, else local with one
-warning saying why).
+One kernel core (:class:`~etpo_gym.sandbox.kernel.KernelSandbox`) drives kernels that a backend's
+Popen-like provisioner launches (``provisioner.py``). Backends: ``"local"`` (a kernel process on
+this machine, isolation ``"none"``), ``"docker"`` (a kernel in a locked-down container, isolation
+``"container"``), ``"auto"`` (Docker when the engine answers and the image exists, else local with
+one warning saying why).
+
+Modules, bottom up: ``zmtp`` (the byte-bounded transport), ``wire`` (signed Jupyter messages under
+caps), ``client`` (one kernel's channels), ``files``/``outputs`` (symlink-proof file handling,
+defensive ``.npy`` reading), ``provisioner`` (the backend interface), ``kernel`` (the core),
+``local``/``docker`` (backends), ``engine``/``image``/``manage`` (the Docker engine, the image, the
+``etpo-gym sandbox`` command).
 """
 
 from __future__ import annotations
@@ -12,11 +20,19 @@ import warnings
 from typing import Any
 
 from etpo_gym.errors import ConfigError
-from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
+from etpo_gym.sandbox.base import ISOLATION_LEVELS, ExecResult, Sandbox, Status
 
 SANDBOXES: tuple[str, ...] = ("auto", "local", "docker")
 
-__all__ = ["SANDBOXES", "ExecResult", "Sandbox", "Status", "make_sandbox", "resolve_backend"]
+__all__ = [
+    "ISOLATION_LEVELS",
+    "SANDBOXES",
+    "ExecResult",
+    "Sandbox",
+    "Status",
+    "make_sandbox",
+    "resolve_backend",
+]
 
 
 def resolve_backend(name: str) -> str:

@@ -1,50 +1,52 @@
-"""A real ``ipykernel`` process on this machine, driven through ``jupyter_client``.
+"""A real ``ipykernel`` process on this machine: the embedded default, no Docker needed.
 
-This is the embedded default: it needs no Docker. Isolation is that of a process, tightened where
-it costs nothing:
+Isolation level ``"none"``: the kernel is a plain process of this user and **can read the host's
+files**; results produced with it say so (``info["isolation"]``). What it does get, where it
+costs nothing:
 
-* a private temporary directory (``data/`` read-only inputs, ``out/`` predictions, ``work/`` the
-  working directory and ``HOME``, ``conn/`` the connection file and ZMQ **ipc** sockets — no TCP
-  port is opened);
+* a private directory per kernel (``data/`` inputs, ``out/`` predictions, ``work/`` the working
+  directory, ``HOME`` and ``TMPDIR``, ``conn/`` the connection file and ZMQ **ipc** sockets — no
+  TCP port is opened);
 * a scrubbed environment (no host variables leak in), ``PYTHONHASHSEED`` set to the episode seed;
 * an address-space cap (``memory_limit``) so that a memory bomb raises ``MemoryError``;
-* the kernel dies with its owner (``PR_SET_PDEATHSIG``), runs in its own process group (the
-  whole group is killed on close), and, when the host runs as root, it runs without any
-  capability (``setpriv --bounding-set=-all``);
+* the kernel dies with its owner (``PR_SET_PDEATHSIG``), runs in its own session, and the whole
+  process group is killed with it; as root it runs without any capability
+  (``setpriv --bounding-set=-all``);
 * the owning process marks itself non-dumpable, so the kernel cannot read its memory (where the
   hidden labels live) through ``/proc/PID/mem`` or ptrace.
-
-It does not hide the host's file system from the code: for untrusted code use ``sandbox="docker"``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import re
 import resource
-import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.connect import write_connection_file
-
-from etpo_gym.errors import ConfigError, SandboxError
-from etpo_gym.sandbox import _kernel
-from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
+from etpo_gym.errors import ConfigError, KernelStartError, SandboxError
+from etpo_gym.sandbox.files import remove_tree
+from etpo_gym.sandbox.kernel import KernelSandbox
+from etpo_gym.sandbox.provisioner import (
+    HOST_CHANNELS,
+    IPC_PORTS,
+    KERNEL_ARGS,
+    Backend,
+    Connection,
+    KernelFacts,
+    LaunchSpec,
+    Provisioner,
+    connection_info,
+    pid_alive,
+)
 
 _PREFIX = "etpo-gym-local-"
 _PR_SET_PDEATHSIG = 1
@@ -52,14 +54,7 @@ _PR_SET_DUMPABLE = 4
 _DIR_NAME = re.compile(rf"^{re.escape(_PREFIX)}(\d+)-")
 
 #: Environment variables copied from the host into the kernel (nothing else is).
-_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
-
-SETUP_CODE = """\
-import random as _r, numpy as _np
-_r.seed({seed}); _np.random.seed({seed})
-import pandas as _pd, sklearn as _sk
-del _r, _np, _pd, _sk
-"""
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -80,209 +75,158 @@ def protect_host_memory() -> None:
         libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale_dirs(tmp: str | None = None) -> int:
     """Remove sandbox directories left by owners that died (kill -9). Returns how many."""
     base = Path(tmp or tempfile.gettempdir())
     removed = 0
     for entry in base.glob(_PREFIX + "*"):
         match = _DIR_NAME.match(entry.name)
-        if match and not _pid_alive(int(match.group(1))):
-            _remove_tree(entry)
+        if match and not pid_alive(int(match.group(1))):
+            remove_tree(entry)
             removed += 1
     return removed
 
 
-def _remove_tree(path: Path) -> None:
-    """Delete ``path`` whatever the code did to it (read-only subdirectories included)."""
-    for root, dirs, _files in os.walk(path):
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-    shutil.rmtree(path, ignore_errors=True)
+class LocalBackend(Backend):
+    """Kernels as child processes, each in its own directory under one root."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        memory_limit: int | None = 4 * 2**30,
+        python: str | None = None,
+        drop_capabilities: bool = True,
+        protect_host: bool = True,
+    ) -> None:
+        if memory_limit is not None and memory_limit < 256 * 2**20:
+            raise ConfigError(f"memory_limit={memory_limit!r} bytes is below the 256 MiB minimum")
+        self.memory_limit = memory_limit
+        self.python = python or sys.executable
+        self.drop_capabilities = drop_capabilities
+        self.protect_host = protect_host
+        self.root: Path | None = None
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.root is not None:
+            return
+        reap_stale_dirs()
+        if self.protect_host:
+            protect_host_memory()
+        # Resolved once here (host-made, trusted), so paths below it can be opened O_NOFOLLOW.
+        self.root = Path(os.path.realpath(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")))
+
+    def provisioner(self) -> LocalProvisioner:
+        if self.root is None:
+            raise SandboxError("the local backend is not open", backend=self.name)
+        with self._lock:
+            self._count += 1
+            directory = self.root / f"k{self._count}"
+        return LocalProvisioner(self, directory)
+
+    def close(self) -> None:
+        root, self.root = self.root, None
+        if root is not None:
+            remove_tree(root)
+
+    def command(self, connection_file: str) -> list[str]:
+        """The kernel's command line."""
+        cmd = [self.python, "-m", "ipykernel_launcher", "-f", connection_file, *KERNEL_ARGS]
+        if self.drop_capabilities and os.geteuid() == 0 and shutil.which("setpriv"):
+            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *cmd]
+        return cmd
 
 
-def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
-    """Write ``arrays`` as ``NAME.npy`` (arrays) or ``NAME.pkl`` (DataFrame/Series), read-only."""
-    for name, value in arrays.items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ConfigError(f"data name {name!r} must be a Python identifier")
-        if isinstance(value, pd.DataFrame | pd.Series):
-            target = directory / f"{name}.pkl"
-            value.to_pickle(target)
-        else:
-            target = directory / f"{name}.npy"
-            array = np.asarray(value)
-            if array.dtype == object:
-                raise ConfigError(f"data {name!r}: object arrays are not accepted; use a DataFrame")
-            np.save(target, array, allow_pickle=False)
-        target.chmod(0o444)
+class LocalProvisioner(Provisioner):
+    """One kernel process in ``directory`` (``data/ out/ work/ conn/``)."""
 
-
-def load_output(directory: Path, name: str, max_bytes: int) -> np.ndarray:
-    """Read ``directory/name`` written by untrusted code: no symlinks (at either level), regular
-    file, at most ``max_bytes``, no pickles."""
-    if "/" in name or name.startswith("."):
-        raise ValueError(f"output name {name!r} must be a plain file name")
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-        except OSError as exc:
-            if exc.errno == 40:  # ELOOP: a symlink
-                raise ValueError(f"{name} is a symbolic link; write a regular file") from None
-            raise FileNotFoundError(f"the code wrote no {name}") from None
-    finally:
-        os.close(dir_fd)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise ValueError(f"{name} is not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        if info.st_size > max_bytes:
-            raise ValueError(f"{name} is {info.st_size} bytes; the limit is {max_bytes}")
-        try:
-            return np.load(fh, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{name} is not a plain numeric .npy array: {exc}") from None
-
-
-class _Kernel:
-    """One kernel process and its directory (``data/ out/ work/ conn/``) under the sandbox root.
-
-    ``spawn`` forks the process in the calling thread (the kernel's parent-death signal follows
-    that thread, so it must be a long-lived one); ``wait`` blocks until it answers and has run the
-    set-up cell, and may run in a helper thread.
-    """
-
-    def __init__(self, sandbox: LocalSandbox, directory: Path, seed: int) -> None:
-        self.sandbox = sandbox
+    def __init__(self, backend: LocalBackend, directory: Path) -> None:
+        self.backend = backend
         self.dir = directory
-        self.seed = seed
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client: BlockingKernelClient | None = None
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-        self.cancelled = threading.Event()
-        directory.mkdir(mode=0o700)
+        self._lock = threading.Lock()
+        self._killed = False
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.dir / "out"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def launch(self, spec: LaunchSpec) -> Connection:
+        self.dir.mkdir(mode=0o700)
         for sub in ("data", "out", "work", "conn"):
-            (directory / sub).mkdir(mode=0o700)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def spawn(self) -> None:
+            (self.dir / sub).mkdir(mode=0o700)
         conn = self.dir / "conn"
-        for entry in conn.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink()
-        connection_file = str(conn / "kernel.json")
-        write_connection_file(
-            connection_file, transport="ipc", ip=str(conn / "k"), key=secrets.token_hex(32).encode()
+        connection_file = conn / "kernel.json"
+        connection_file.write_text(json.dumps(connection_info(spec.key, str(conn / "k"))))
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(spec.env)
+        work = str(self.dir / "work")
+        env.update(
+            HOME=work,
+            TMPDIR=work,
+            IPYTHONDIR=str(conn / "ipython"),
+            ETPO_DATA_DIR=str(self.data_dir),
+            ETPO_OUT_DIR=str(self.out_dir),
         )
-        sb = self.sandbox
-        log = open(self.dir / "kernel.log", "wb")  # noqa: SIM115 - the child owns it
-        try:
-            self.proc = subprocess.Popen(
-                sb._command(connection_file),
-                cwd=self.dir / "work",
-                env=sb._environment(self.dir, self.seed),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=sb._preexec,
-            )
-        except OSError as exc:
-            raise SandboxError(f"cannot start the kernel: {exc}", backend=sb.name) from exc
-        finally:
-            log.close()
-        self.client = _kernel.make_client(connection_file, max(16 * 2**20, 4 * sb.max_output_bytes))
-        self.client.start_channels()
-
-    def wait(self) -> None:
-        """Block until the kernel answers and has seeded itself; kill it and raise if not."""
-        assert self.client is not None
-        sb = self.sandbox
-        try:
-            deadline = time.monotonic() + sb.startup_timeout
-            while True:
-                if self.cancelled.is_set():
-                    raise SandboxError("kernel start cancelled", backend=sb.name)
-                if not self.alive():
-                    raise SandboxError(
-                        "the kernel exited during start-up", backend=sb.name, detail=self.log_tail()
-                    )
-                try:
-                    self.client.wait_for_ready(timeout=min(0.1, deadline - time.monotonic()))
-                    break
-                except RuntimeError:
-                    if time.monotonic() >= deadline:
-                        raise SandboxError(
-                            f"the kernel did not answer within {sb.startup_timeout:g} s",
-                            backend=sb.name,
-                            detail=self.log_tail(),
-                        ) from None
-            setup = _kernel.run_cell(
-                self.client, SETUP_CODE.format(seed=self.seed), sb.startup_timeout, self.alive
-            )
-            if not setup.ok:
-                raise SandboxError(
-                    "the kernel could not import numpy/pandas/scikit-learn",
-                    backend=sb.name,
-                    detail=setup.error + "\n" + setup.traceback,
-                )
-        except BaseException:
-            self.kill()
-            raise
-
-    def wait_in_background(self) -> None:
-        def target() -> None:
+        with open(self.dir / "kernel.log", "wb") as log, self._lock:
+            if self._killed:
+                raise KernelStartError("kernel start cancelled", backend=self.backend.name)
             try:
-                self.wait()
-            except BaseException as exc:  # handed to the thread that adopts this kernel
-                self.error = exc
+                self.proc = subprocess.Popen(
+                    self.backend.command(str(connection_file)),
+                    cwd=work,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=self._preexec,
+                )
+            except OSError as exc:
+                raise KernelStartError(
+                    f"cannot start the kernel: {exc}", backend=self.backend.name
+                ) from exc
+        return Connection(
+            key=spec.key.encode(),
+            socket_dir=conn,
+            sockets={ch: f"k-{IPC_PORTS[ch]}" for ch in HOST_CHANNELS},
+            socket_uid=os.geteuid(),
+        )
 
-        self.thread = threading.Thread(target=target, name="etpo-gym-kernel-start", daemon=True)
-        self.thread.start()
+    def _preexec(self) -> None:  # runs in the child between fork and exec
+        limit = self.backend.memory_limit
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        libc = _libc()
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
-    def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
-    def restart(self) -> None:
-        """Kill and relaunch in the same directory (the data stays)."""
-        self.kill()
-        self.spawn()
-        self.wait()
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            return (self.dir / "kernel.log").read_bytes()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+    def send_signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signum)
 
     def kill(self) -> None:
-        _kernel.close_client(self.client)
-        self.client = None
-        proc, self.proc = self.proc, None
+        with self._lock:
+            self._killed = True
+            proc = self.proc
         if proc is None:
             return
+        # The kernel leads its own session and process group: what it started goes with it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
@@ -290,38 +234,55 @@ class _Kernel:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
 
-    def destroy(self) -> None:
-        if self.thread is not None:
-            # Stop a start still in progress: the helper thread notices within ~0.1 s.
-            self.cancelled.set()
-            if self.proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-            self.thread.join()
-            self.thread = None
+    def cleanup(self) -> None:
         self.kill()
-        _remove_tree(self.dir)
+        remove_tree(self.dir)
+
+    def facts(self) -> KernelFacts:
+        return KernelFacts(exit_status=self.poll())
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        try:
+            with open(self.dir / "kernel.log", "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - max_bytes))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def fit_to_keep(self) -> bool:
+        """Not when the code left other processes running in the kernel's session."""
+        if self.proc is None:
+            return False
+        sid = self.proc.pid
+        count = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 4 and fields[4] == str(sid).encode():
+                count += 1
+        return count <= 1
 
 
-class LocalSandbox(Sandbox):
-    """One ``ipykernel`` process on this machine.
-
-    ``prepare(seed)`` starts the next episode's kernel in the background (a pool of one), so that
-    ``reset(seed)`` with that seed only swaps kernels.
+class LocalSandbox(KernelSandbox):
+    """:class:`KernelSandbox` over :class:`LocalBackend`: ``ipykernel`` processes on this machine.
 
     Args:
         timeout: default per-``execute`` limit in seconds.
         memory_limit: address-space cap of the kernel process in bytes (``None``: no cap).
-        max_output_bytes: text kept per cell (stdout, stderr, results).
+        max_output_bytes: output kept per cell (stdout, stderr, results), in bytes.
         startup_timeout: seconds to wait for a new kernel to answer.
         interrupt_grace: seconds an interrupted kernel gets to become idle before a hard restart.
         python: interpreter that runs the kernel (default: this one; needs ``ipykernel``).
         drop_capabilities: when running as root, run the kernel with no capabilities.
-        protect_host: make the owning process non-dumpable (see module docstring).
-        prestart: honour ``prepare(seed)`` by starting the next kernel in the background.
+        protect_host: make the owning process non-dumpable (see the module docstring).
+        pool_size: kernels pre-started for announced seeds (0: none).
     """
-
-    name = "local"
 
     def __init__(
         self,
@@ -333,220 +294,28 @@ class LocalSandbox(Sandbox):
         python: str | None = None,
         drop_capabilities: bool = True,
         protect_host: bool = True,
-        prestart: bool = True,
+        pool_size: int = 2,
     ) -> None:
-        if not timeout or timeout <= 0:
-            raise ConfigError(f"timeout={timeout!r} must be a positive number of seconds")
-        if memory_limit is not None and memory_limit < 256 * 2**20:
-            raise ConfigError(f"memory_limit={memory_limit!r} bytes is below the 256 MiB minimum")
-        if max_output_bytes <= 0:
-            raise ConfigError(f"max_output_bytes={max_output_bytes!r} must be positive")
-        self.timeout = float(timeout)
-        self.memory_limit = memory_limit
-        self.max_output_bytes = int(max_output_bytes)
-        self.startup_timeout = float(startup_timeout)
-        self.interrupt_grace = float(interrupt_grace)
-        self.python = python or sys.executable
-        self.drop_capabilities = drop_capabilities
-        self.protect_host = protect_host
-        self.prestart = prestart
-        self._root: Path | None = None
-        self._kernel: _Kernel | None = None
-        self._spare: _Kernel | None = None
-        self._count = 0
-        self._closed = False
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        backend = LocalBackend(memory_limit, python, drop_capabilities, protect_host)
+        super().__init__(
+            backend,
+            timeout=timeout,
+            max_output_bytes=max_output_bytes,
+            startup_timeout=startup_timeout,
+            interrupt_grace=interrupt_grace,
+            pool_size=pool_size,
+        )
 
     @property
     def root(self) -> Path:
-        if self._root is None:
+        """The directory holding every kernel's directory."""
+        root = self.backend.root  # type: ignore[attr-defined]
+        if root is None:
             raise SandboxError("the sandbox is not started", backend=self.name)
-        return self._root
-
-    @property
-    def _current(self) -> _Kernel:
-        if self._kernel is None:
-            raise SandboxError("the sandbox is not started", backend=self.name)
-        return self._kernel
-
-    @property
-    def data_dir(self) -> Path:
-        return self._current.dir / "data"
-
-    @property
-    def out_dir(self) -> Path:
-        return self._current.dir / "out"
-
-    @property
-    def work_dir(self) -> Path:
-        return self._current.dir / "work"
-
-    @property
-    def seed(self) -> int:
-        return self._current.seed
+        return root
 
     @property
     def kernel_pid(self) -> int | None:
-        kernel = self._kernel
-        return None if kernel is None or kernel.proc is None else kernel.proc.pid
-
-    def start(self) -> None:
-        if self._closed:
-            raise SandboxError("the sandbox is closed", backend=self.name)
-        if self._kernel is not None:
-            return
-        reap_stale_dirs()
-        if self.protect_host:
-            protect_host_memory()
-        self._root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
-        self._kernel = self._new_kernel(0)
-        self._kernel.wait()
-
-    def _new_kernel(self, seed: int) -> _Kernel:
-        self._count += 1
-        kernel = _Kernel(self, self.root / f"k{self._count}", seed)
-        try:
-            kernel.spawn()
-        except BaseException:
-            kernel.destroy()
-            raise
-        return kernel
-
-    def prepare(self, seed: int) -> None:
-        if not self.prestart or self._closed or self._root is None:
-            return
-        if self._spare is not None:
-            if self._spare.seed == seed:
-                return
-            self._spare.destroy()
-        self._spare = self._new_kernel(int(seed))
-        self._spare.wait_in_background()
-
-    def reset(self, seed: int | None = None) -> None:
-        if self._kernel is None:
-            self.start()
-        seed = 0 if seed is None else int(seed)
-        spare, self._spare = self._spare, None
-        old, self._kernel = self._kernel, None
-        if old is not None:
-            old.destroy()
-        if spare is not None and spare.seed == seed:
-            try:
-                spare.join()
-            except SandboxError:
-                spare.destroy()
-            else:
-                self._kernel = spare
-                return
-        elif spare is not None:
-            spare.destroy()
-        kernel = self._new_kernel(seed)
-        try:
-            kernel.wait()
-        except BaseException:
-            kernel.destroy()
-            raise
-        self._kernel = kernel
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for kernel in (self._spare, self._kernel):
-            if kernel is not None:
-                kernel.destroy()
-        self._spare = self._kernel = None
-        if self._root is not None:
-            _remove_tree(self._root)
-            self._root = None
-
-    # -- data --------------------------------------------------------------------------------
-
-    def put_data(self, arrays: Mapping[str, Any]) -> None:
-        data = self.data_dir
-        for entry in data.iterdir():
-            entry.unlink()
-        save_inputs(data, arrays)
-
-    def read_output(self, name: str, max_bytes: int = 64 * 2**20) -> np.ndarray:
-        return load_output(self.out_dir, name, max_bytes)
-
-    # -- execution ---------------------------------------------------------------------------
-
-    def execute(self, code: str, timeout: float | None = None) -> ExecResult:
-        if self._kernel is None:
-            self.start()
-        kernel = self._current
-        assert kernel.client is not None
-        limit = self.timeout if timeout is None else float(timeout)
-        result = _kernel.run_cell(
-            kernel.client, code, limit, kernel.alive, max_output_bytes=self.max_output_bytes
-        )
-        if result.status is Status.TIMEOUT and "TimeoutError" in result.error:
-            result.restarted = not self._interrupt(kernel)
-        elif result.status is Status.KILLED:
-            exit_code = None if kernel.proc is None else kernel.proc.poll()
-            if exit_code is not None:
-                result.error += f" (exit status {exit_code})"
-            kernel.restart()
-            result.restarted = True
-        return result
-
-    def _interrupt(self, kernel: _Kernel) -> bool:
-        """SIGINT the kernel; if it is not idle within the grace period, restart it hard.
-        Returns whether the kernel survived (state kept)."""
-        assert kernel.proc is not None and kernel.client is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(kernel.proc.pid, signal.SIGINT)
-        if kernel.alive() and _kernel.wait_idle(kernel.client, self.interrupt_grace):
-            return True
-        kernel.restart()
-        return False
-
-    # -- kernel process ----------------------------------------------------------------------
-
-    def _command(self, connection_file: str) -> list[str]:
-        cmd = [
-            self.python,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            connection_file,
-            "--HistoryManager.enabled=False",
-            "--IPKernelApp.log_level=ERROR",
-        ]
-        if self.drop_capabilities and os.geteuid() == 0 and shutil.which("setpriv"):
-            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *cmd]
-        return cmd
-
-    def _environment(self, directory: Path, seed: int) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
-        work = str(directory / "work")
-        env.update(
-            HOME=work,
-            TMPDIR=work,
-            IPYTHONDIR=str(directory / "conn" / "ipython"),
-            PYTHONHASHSEED=str(seed % 2**32),
-            PYTHONNOUSERSITE="1",
-            PYTHONDONTWRITEBYTECODE="1",
-            MPLBACKEND="Agg",
-            OMP_NUM_THREADS="1",
-            OPENBLAS_NUM_THREADS="1",
-            MKL_NUM_THREADS="1",
-            ETPO_DATA_DIR=str(directory / "data"),
-            ETPO_OUT_DIR=str(directory / "out"),
-        )
-        return env
-
-    def _preexec(self) -> None:  # runs in the child between fork and exec
-        if self.memory_limit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        libc = _libc()
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        """Process id of the current kernel."""
+        provisioner = self.provisioner
+        return provisioner.pid if isinstance(provisioner, LocalProvisioner) else None

@@ -256,7 +256,7 @@ def _noisy_dataset() -> Dataset:
 
 
 THEFT_PROBE = r"""
-import glob, os, re, sys
+import os, re, sys
 import numpy as np
 
 n_eval = len(np.load(os.path.join(os.environ["ETPO_DATA_DIR"], "x_eval.npy")))
@@ -267,14 +267,19 @@ seen = 0
 data_dir = os.environ["ETPO_DATA_DIR"]
 bases = {data_dir, os.path.dirname(data_dir), os.path.expanduser("~"), "/tmp", os.getcwd()} - {"/"}
 for base in bases:
-    for path in glob.glob(os.path.join(base, "**", "*.npy"), recursive=True)[:2000]:
-        seen += 1
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception:
-            continue
-        if arr.shape == (n_eval,) and set(np.unique(arr)) <= {0, 1} and "y_train" not in path:
-            found.append(arr)
+    # os.walk does not follow symlinks: other programs' files in a shared /tmp may loop
+    for root, _dirs, files in os.walk(base):
+        for name in files:
+            if not name.endswith(".npy") or seen >= 2000:
+                continue
+            path = os.path.join(root, name)
+            seen += 1
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except Exception:
+                continue
+            if arr.shape == (n_eval,) and set(np.unique(arr)) <= {0, 1} and "y_train" not in path:
+                found.append(arr)
 report["npy_files_seen"] = seen
 # 2. environment
 report["env_hits"] = [k for k, v in os.environ.items() if re.fullmatch(r"[01,\s]{%d,}" % n_eval, v)]
@@ -343,10 +348,10 @@ def test_async_vector_env_runs_and_closes(backend):
     import os
     import tempfile
 
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "etpo-gym-local-*")))
     envs = gym.make_vec(
         "DataSci-v0", num_envs=2, vectorization_mode="async", task="breast_cancer", sandbox=backend
     )
+    workers = [process.pid for process in envs.unwrapped.processes]
     try:
         obs, _ = envs.reset(seed=[0, 1])
         assert len(obs) == 2
@@ -357,8 +362,13 @@ def test_async_vector_env_runs_and_closes(backend):
         assert list(terminated) == [True, False]
     finally:
         envs.close()
-    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "etpo-gym-local-*")))
-    assert after <= before, f"vector env left sandbox directories: {after - before}"
+    # Only the directories of this env's own workers: other programs may run sandboxes too.
+    left = [
+        path
+        for pid in workers
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"etpo-gym-local-{pid}-*"))
+    ]
+    assert not left, f"vector env left sandbox directories: {left}"
 
 
 def test_close_twice_and_step_after_close(make_env):

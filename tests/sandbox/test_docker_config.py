@@ -13,11 +13,12 @@ import gymnasium as gym
 import pytest
 
 import etpo_gym  # noqa: F401 - registers the envs
-from etpo_gym.errors import ConfigError, SandboxError, SandboxUnavailable
-from etpo_gym.sandbox import docker as docker_backend
-from etpo_gym.sandbox import make_sandbox, resolve_backend
+from etpo_gym.errors import ConfigError, EngineUnavailable, SandboxUnavailable
+from etpo_gym.sandbox import engine, make_sandbox, resolve_backend
+from etpo_gym.sandbox.client import KernelClient, ProtocolFailure
 from etpo_gym.sandbox.docker import DockerSandbox, docker_status
 from etpo_gym.sandbox.image import debian_mirror, index_settings, requirements
+from etpo_gym.sandbox.provisioner import Connection
 
 NO_ENGINE = "unix:///nonexistent/etpo-gym-test.sock"
 
@@ -32,6 +33,9 @@ NO_ENGINE = "unix:///nonexistent/etpo-gym-test.sock"
         ({"pool_size": -1}, "pool_size"),
         ({"timeout": 0}, "timeout"),
         ({"tmpfs_size": 10}, "tmpfs_size"),
+        ({"pods": 0}, "pods"),
+        ({"lifetime": 5}, "lifetime"),
+        ({"reuse": "yes"}, "reuse"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_accepted_values(kwargs, field):
@@ -106,21 +110,12 @@ def test_unreachable_engine_is_an_infra_error_not_a_penalty(monkeypatch):
 def test_sandbox_start_without_engine_raises_unavailable(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
     sandbox = DockerSandbox()
-    with pytest.raises(SandboxUnavailable, match="does not answer"):
+    with pytest.raises(EngineUnavailable, match="does not answer") as caught:
         sandbox.reset(seed=0)
+    assert NO_ENGINE in caught.value.reason
     sandbox.close()
     sandbox.close()  # twice is harmless
     assert sandbox.closed
-
-
-class _FakeBox:
-    """Stands in for a running container: only ``alive`` and ``io_dir`` are read by ``_pin``."""
-
-    def __init__(self, path):
-        self.io_dir = path
-
-    def alive(self) -> bool:
-        return True
 
 
 def _listening_socket(path) -> socket.socket:
@@ -130,61 +125,75 @@ def _listening_socket(path) -> socket.socket:
     return sock
 
 
-def _pin(tmp_path, name, uid):
-    sandbox = DockerSandbox(uid=None)
-    sandbox.uid = uid
-    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return sandbox._pin(_FakeBox(tmp_path), dir_fd, name, time.monotonic() + 1)
-    finally:
-        os.close(dir_fd)
-        sandbox.close()
+def _pin(tmp_path, uid):
+    """Pin the host channels' sockets ``k-1`` (shell), ``k-2`` (iopub), ``k-4`` (control)."""
+    connection = Connection(
+        key=b"k",
+        socket_dir=tmp_path,
+        sockets={"shell": "k-1", "iopub": "k-2", "control": "k-4"},
+        socket_uid=uid,
+    )
+    client = KernelClient(connection)
+    deadline = time.monotonic() + 1
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("sockets missing")
+
+    return client, client._pin_sockets(check)
 
 
 def test_pinning_refuses_a_planted_symlink(tmp_path):
     host_only = _listening_socket(tmp_path / "host-only.sock")
+    others = [_listening_socket(tmp_path / name) for name in ("k-2", "k-4")]
     try:
         (tmp_path / "k-1").symlink_to(tmp_path / "host-only.sock")
-        with pytest.raises(SandboxError, match="k-1 is a symbolic link"):
-            _pin(tmp_path, "k-1", os.geteuid())
+        with pytest.raises(ProtocolFailure, match="k-1 is a symbolic link"):
+            _pin(tmp_path, os.geteuid())
     finally:
-        host_only.close()
+        for sock in (host_only, *others):
+            sock.close()
 
 
 def test_pinning_refuses_a_socket_of_another_owner_and_a_regular_file(tmp_path):
-    kernel = _listening_socket(tmp_path / "k-2")
+    sockets = [_listening_socket(tmp_path / name) for name in ("k-1", "k-2", "k-4")]
     try:
-        with pytest.raises(SandboxError, match="not a socket owned by uid"):
-            _pin(tmp_path, "k-2", os.geteuid() + 1)
-        fd = _pin(tmp_path, "k-2", os.geteuid())  # the genuine one is accepted
-        os.close(fd)
+        with pytest.raises(ProtocolFailure, match="owned by uid"):
+            _pin(tmp_path, os.geteuid() + 1)
+        client, paths = _pin(tmp_path, os.geteuid())  # the genuine ones are accepted
+        assert sorted(paths) == ["control", "iopub", "shell"]
+        client.close()
     finally:
-        kernel.close()
-    (tmp_path / "k-3").write_text("not a socket")
-    with pytest.raises(SandboxError, match="not a socket owned by uid"):
-        _pin(tmp_path, "k-3", os.geteuid())
+        for sock in sockets:
+            sock.close()
+    (tmp_path / "k-1").unlink()
+    (tmp_path / "k-1").write_text("not a socket")
+    with pytest.raises(ProtocolFailure, match="k-1 is not a socket"):
+        _pin(tmp_path, os.geteuid())
 
 
 def test_a_pinned_socket_is_reached_through_its_descriptor_after_a_swap(tmp_path):
     kernel = _listening_socket(tmp_path / "k-1")
+    others = [_listening_socket(tmp_path / name) for name in ("k-2", "k-4")]
     try:
-        fd = _pin(tmp_path, "k-1", os.geteuid())
+        client, paths = _pin(tmp_path, os.geteuid())
         # The code replaces the socket path by a symlink to a host-only socket afterwards.
         host_only = _listening_socket(tmp_path / "host-only.sock")
         (tmp_path / "k-1").unlink()
         (tmp_path / "k-1").symlink_to(tmp_path / "host-only.sock")
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        client.connect(f"/proc/self/fd/{fd}")
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        peer.connect(paths["shell"])
         kernel.settimeout(2)
         accepted, _ = kernel.accept()  # the pinned kernel socket got the connection
         host_only.settimeout(0.2)
         with pytest.raises(TimeoutError):
             host_only.accept()
-        for s in (accepted, client, host_only):
+        for s in (accepted, peer, host_only):
             s.close()
-        os.close(fd)
+        client.close()
     finally:
-        kernel.close()
+        for sock in (kernel, *others):
+            sock.close()
 
 
 def test_orphans_are_judged_by_dead_owner_on_this_host():
@@ -193,13 +202,13 @@ def test_orphans_are_judged_by_dead_owner_on_this_host():
     )
     dead_pid = int(child.stdout)
     here = socket.gethostname()
-    own = docker_backend._owner_labels()
-    assert not docker_backend._orphaned(own)
-    assert docker_backend._orphaned({**own, docker_backend.LABEL_OWNER_PID: str(dead_pid)})
+    own = engine.owner_labels()
+    assert not engine.orphaned(own)
+    assert engine.orphaned({**own, engine.LABEL_OWNER_PID: str(dead_pid)})
     # A live pid with another start time is a reused pid: the owner is gone.
-    assert docker_backend._orphaned({**own, docker_backend.LABEL_OWNER_START: "1"})
-    elsewhere = {**own, docker_backend.LABEL_OWNER_HOST: here + "-other"}
-    assert not docker_backend._orphaned({**elsewhere, docker_backend.LABEL_OWNER_PID: "1"})
+    assert engine.orphaned({**own, engine.LABEL_OWNER_START: "1"})
+    elsewhere = {**own, engine.LABEL_OWNER_HOST: here + "-other"}
+    assert not engine.orphaned({**elsewhere, engine.LABEL_OWNER_PID: "1"})
 
 
 def test_build_inputs_pin_host_versions_and_drop_credentials(monkeypatch):

@@ -1,0 +1,131 @@
+"""Host-side file handling in directories the code can write to: nothing here follows a symlink.
+
+Every path below a directory the kernel can write is reached through a directory descriptor with
+``O_NOFOLLOW``, so a symlink the code planted (``out -> /``, ``x_train.npy -> /etc/passwd``) is
+refused, never followed; removal never raises because of what the code left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etpo_gym.errors import ConfigError
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Deeper directory trees than this are left in place rather than risk the recursion limit.
+_MAX_DEPTH = 256
+
+
+def open_dir_nofollow(path: str | os.PathLike[str]) -> int:
+    """Open directory ``path`` (absolute) with ``O_NOFOLLOW`` at every component.
+
+    Returns a descriptor the caller closes. Raises ``OSError`` (``ELOOP``, ``ENOTDIR``) if any
+    component is a symlink or not a directory. Host-made roots are resolved (``realpath``) when
+    they are created, so only components the code could have planted are ever refused.
+    """
+    parts = Path(path).parts
+    if not parts or parts[0] != "/":
+        raise ValueError(f"{path!r} is not an absolute path")
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts[1:], start=1):
+            last = index == len(parts) - 1
+            flags = os.O_DIRECTORY | os.O_NOFOLLOW | (os.O_RDONLY if last else os.O_PATH)
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        if len(parts) == 1:
+            child = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Delete ``path`` and everything below it, whatever the code did there.
+
+    Symlinks are removed, never followed; read-only directories are made writable first;
+    errors are swallowed (a leftover is better than a crashed owner).
+    """
+    path = Path(path)
+    try:
+        parent = open_dir_nofollow(path.parent)
+    except (OSError, ValueError):
+        return
+    try:
+        _remove_entry(parent, path.name, 0)
+    finally:
+        os.close(parent)
+
+
+def _remove_entry(dir_fd: int, name: str, depth: int) -> None:
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        if depth < _MAX_DEPTH:
+            clear_dir(dir_fd, name, depth)
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=dir_fd)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+
+
+def clear_dir(dir_fd: int, name: str = ".", depth: int = 0) -> None:
+    """Remove everything inside directory ``name`` (relative to ``dir_fd``), keeping it."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            mode = os.fstat(fd).st_mode
+            if mode & 0o700 != 0o700:  # the code made it read-only: entries cannot go otherwise
+                os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
+        try:
+            entries = os.listdir(fd)
+        except OSError:
+            entries = []
+        for entry in entries:
+            _remove_entry(fd, entry, depth + 1)
+    finally:
+        os.close(fd)
+
+
+def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
+    """Replace the contents of ``directory`` by ``arrays``: ``NAME.npy`` for arrays,
+    ``NAME.pkl`` for DataFrames/Series, each read-only. Never writes through a symlink."""
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigError(f"data name {name!r} must be a Python identifier")
+        if not isinstance(value, pd.DataFrame | pd.Series) and np.asarray(value).dtype == object:
+            raise ConfigError(f"data {name!r}: object arrays are not accepted; use a DataFrame")
+    dir_fd = open_dir_nofollow(directory)
+    try:
+        clear_dir(dir_fd)
+        for name, value in arrays.items():
+            frame = isinstance(value, pd.DataFrame | pd.Series)
+            target = f"{name}.pkl" if frame else f"{name}.npy"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fd = os.open(target, flags, 0o444, dir_fd=dir_fd)
+            with os.fdopen(fd, "wb") as fh:
+                if frame:
+                    value.to_pickle(fh)
+                else:
+                    np.save(fh, np.asarray(value), allow_pickle=False)
+    finally:
+        os.close(dir_fd)

@@ -3,7 +3,8 @@
 Runs the probes of ``tests/adversarial/attacks.py`` through the public env API (``gym.make``,
 ``reset``, ``step``) and prints one row per attack and backend: the verdict (``contained``;
 ``tolerated``: a breach the contract documents at the reported isolation level, labelled as such;
-``NOT contained``; ``skipped``), the step's status and reward, the peak growth of this (host)
+``needs <level>``: a breach of a guarantee only that stronger isolation level gives; ``NOT
+contained``; ``skipped``), the step's status and reward, the peak growth of this (host)
 process's RSS during the attack step, and the wall time of the whole scenario. Then one summary
 line per backend, and the first reason of every failure.
 
@@ -64,13 +65,13 @@ def _row(o: Outcome) -> str:
     reward = "" if o.reward is None else f"{o.reward:.4g}"
     rss = f"{o.rss_delta / 2**20:.0f}" if o.rss_delta else "0"
     return (
-        f"{o.cls:<20} {o.attack:<36} {o.backend:<7} {o.verdict:<14} {o.status or '-':<12} "
+        f"{o.cls:<20} {o.attack:<36} {o.backend:<7} {o.verdict:<16} {o.status or '-':<12} "
         f"{reward:>9} {rss:>7} {o.elapsed_s:>7.1f}"
     )
 
 
 HEADER = (
-    f"{'class':<20} {'attack':<36} {'backend':<7} {'verdict':<14} {'status':<12} "
+    f"{'class':<20} {'attack':<36} {'backend':<7} {'verdict':<16} {'status':<12} "
     f"{'reward':>9} {'RSS MiB':>7} {'time s':>7}"
 )
 
@@ -108,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             v: sum(o.verdict == v for o in mine)
             for v in ("contained", "tolerated", "NOT contained", "skipped")
         }
+        counts["needs"] = sum(o.needs_stronger for o in mine)
         isolation = sorted({str(o.isolation) for o in mine if o.verdict != "skipped"})
         print(
             f"{backend}: {counts['contained']} contained, {counts['tolerated']} tolerated "
-            f"(documented at its isolation level), {counts['NOT contained']} NOT contained, "
+            f"(documented at its isolation level), {counts['needs']} need a stronger isolation "
+            f"level than reported, {counts['NOT contained']} NOT contained, "
             f"{counts['skipped']} skipped, of {len(mine)}; isolation reported: {', '.join(isolation)}; "
             f"largest host RSS growth {max((o.rss_delta for o in mine), default=0) / 2**20:.0f} MiB"
         )

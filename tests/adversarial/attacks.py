@@ -25,12 +25,15 @@ that running them against an unprotected backend harms nobody else on the machin
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from dataclasses import dataclass, field
 
 #: Every status the env may report (``info["status"]``).
 STATUSES = frozenset({"ok", "error", "timeout", "oom", "killed", "infra_error"})
 ISOLATIONS = frozenset({"none", "namespaces", "container"})
+#: The isolation levels from weakest to strongest (a probe's ``needs`` names one of them).
+ISOLATION_ORDER = ("none", "namespaces", "container")
 OK = frozenset({"ok"})
 ERROR = frozenset({"error"})
 OK_OR_ERROR = frozenset({"ok", "error"})
@@ -75,6 +78,11 @@ class Attack:
         slow: the probe takes more than a few seconds; tests run it on one backend only.
         restarts: the kernel cannot survive the probe (it must be restarted), so
             ``info["state_lost"]`` must be ``True`` whatever the status.
+        needs: the weakest isolation level that can give the guarantee the probe tests (the
+            contract asks it of the local backend, whose confinement is a separate backend
+            level). Where the env reports a weaker level and the probe breaches it, the verdict
+            is ``needs <level>`` (the test skips, naming the level) instead of a failure; an
+            exception that escaped the env or a wrong status is a failure at every level.
     """
 
     name: str
@@ -98,6 +106,7 @@ class Attack:
     beyond_contract: str = ""
     slow: bool = False
     restarts: bool = False
+    needs: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.statuses) - STATUSES
@@ -105,6 +114,8 @@ class Attack:
             raise ValueError(
                 f"{self.name}: statuses {sorted(self.statuses)} are not agent statuses"
             )
+        if self.needs and self.needs not in ISOLATION_ORDER:
+            raise ValueError(f"{self.name}: needs={self.needs!r} is not one of {ISOLATION_ORDER}")
         if self.next_step not in ("ok", "any"):
             raise ValueError(f"{self.name}: next_step={self.next_step!r} is not 'ok' or 'any'")
 
@@ -586,10 +597,12 @@ _PROTOCOL_AMBIGUOUS: list[tuple[str, str, str, frozenset[str], float]] = [
     ),
 ]
 
-# Well-formed messages whose content has fields of the wrong types: the host may drop the bad
-# output or report a protocol error, but nothing else (and an error must say KernelProtocolError).
+# Well-formed messages whose content has fields of the wrong types, or a header field the host
+# never reads (the date): the host may drop the bad output or report a protocol error, but nothing
+# else (and an error must say KernelProtocolError).
 _CONTENT_LEVEL = frozenset(
     {
+        "iopub_bad_date",
         "iopub_stream_text_not_str",
         "iopub_content_is_list",
         "iopub_error_fields_bad",
@@ -2432,10 +2445,48 @@ ATTACKS: list[Attack] = [
     *INPUT,
 ]
 
+#: Guarantees the contract asks of the local backend that a plain host process (isolation
+#: ``"none"``) cannot give: a kernel uid of its own as root, limits on the kernel's whole process
+#: tree, private ``/tmp`` and ``/dev/shm``, every process gone with the kernel. They come with the
+#: local confinement (bubblewrap namespaces, per-kernel uid, cgroup), isolation ``"namespaces"``.
+NEEDS_NAMESPACES: frozenset[str] = frozenset(
+    {
+        # uid 0 without capabilities still owns root's files, sockets and processes
+        "docker_socket",
+        "write_system_dirs",
+        "read_root_only_files",
+        "identity_and_capabilities",
+        "signal_foreign_processes",
+        "read_host_memory",
+        "write_supervisor_memory",
+        "ptrace_spare_kernel",
+        # a process that left the kernel's session and process group outlives it
+        "daemon_outlives_reset",
+        "daemon_outlives_close",
+        "hydra_outlives_reset",
+        "episodes_daemon",
+        "splits_daemon",
+        "fork_bomb_setsid",
+        # per-process rlimits do not bound a tree of processes or the disk
+        "fork_bomb",
+        "thread_bomb",
+        "memory_children",
+        "disk_fill",
+        "inode_fill",
+        # one /tmp and /dev/shm for every process of the host
+        "cross_sandbox_files",
+    }
+)
+ATTACKS = [
+    dataclasses.replace(a, needs="namespaces") if a.name in NEEDS_NAMESPACES else a for a in ATTACKS
+]
+
 CLASSES: tuple[str, ...] = tuple(dict.fromkeys(a.cls for a in ATTACKS))
 BY_NAME: dict[str, Attack] = {a.name: a for a in ATTACKS}
 if len(BY_NAME) != len(ATTACKS):  # pragma: no cover - a library bug, caught on import
     raise ValueError("attack names are not unique")
+if NEEDS_NAMESPACES - set(BY_NAME):  # pragma: no cover - a library bug, caught on import
+    raise ValueError(f"unknown attacks in NEEDS_NAMESPACES: {NEEDS_NAMESPACES - set(BY_NAME)}")
 
 
 def of_class(cls: str) -> list[Attack]:

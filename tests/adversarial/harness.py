@@ -7,9 +7,10 @@ It never asserts anything about state other processes share (all of /tmp, all co
 processes); it only removes what its own probes left, by exact name or token.
 
 :func:`run_attack` returns an :class:`Outcome` whose ``verdict`` is ``contained``, ``tolerated``
-(a breach the contract documents at the reported isolation level, honestly labelled), ``NOT
-contained`` (with the reasons), or ``skipped`` (the probe does not apply, or running it could harm
-the machine at this isolation level).
+(a breach the contract documents at the reported isolation level, honestly labelled), ``needs
+<level>`` (a breach of a guarantee that only that stronger isolation level gives, at a weaker
+reported level), ``NOT contained`` (with the reasons), or ``skipped`` (the probe does not apply,
+or running it could harm the machine at this isolation level).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import gymnasium as gym
 
 import etpo_gym  # noqa: F401 - registers the envs
 
-from .attacks import ANY_AGENT_STATUS, Attack
+from .attacks import ANY_AGENT_STATUS, ISOLATION_ORDER, Attack
 from .tasks import CEILING, marker_task, paper_split_fingerprint, task
 
 ERROR_REWARD = -1.0
@@ -290,6 +291,11 @@ class Outcome:
     breaches: list[str] = field(default_factory=list)
     note: str = ""
     refused: bool = False
+
+    @property
+    def needs_stronger(self) -> bool:
+        """A breach that only a stronger isolation level than the reported one can prevent."""
+        return self.verdict.startswith("needs ")
 
     @property
     def passed(self) -> bool:
@@ -781,9 +787,26 @@ def run_attack(pool: EnvPool, attack: Attack) -> Outcome:
         return out
     if out.reasons:
         out.verdict = "NOT contained"
+        _needs_stronger(out, attack)
     elif out.breaches:
         out.verdict = "tolerated"
     return out
+
+
+def _needs_stronger(out: Outcome, attack: Attack) -> None:
+    """A breach of a guarantee that the reported isolation level cannot give: ``needs <level>``.
+    Only breaches qualify: an exception that escaped the env, a wrong status or reward, or a
+    grown host RSS fails at every level."""
+    if not attack.needs or out.isolation not in ISOLATION_ORDER:
+        return
+    if ISOLATION_ORDER.index(out.isolation) >= ISOLATION_ORDER.index(attack.needs):
+        return
+    if all(r.startswith("breach with") for r in out.reasons):
+        out.verdict = f"needs {attack.needs}"
+        out.note = (
+            f"needs isolation {attack.needs!r} (the env reports {out.isolation!r}): "
+            f"{out.reasons[0]}"
+        )
 
 
 def _run(out: Outcome, pool: EnvPool, attack: Attack, ctx: Context) -> None:

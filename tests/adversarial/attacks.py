@@ -2475,6 +2475,8 @@ NEEDS_NAMESPACES: frozenset[str] = frozenset(
         "inode_fill",
         # one /tmp and /dev/shm for every process of the host
         "cross_sandbox_files",
+        # a pre-started kernel of the same uid is reachable through its connection file
+        "episodes_spare",
     }
 )
 ATTACKS = [

@@ -1493,7 +1493,7 @@ KERNEL_DEATH: list[Attack] = [
         env=_DEATH_ENV,
         description=description,
         unsafe_at=unsafe,
-        restarts=name not in ("c_stack_overflow", "kill_parent"),
+        restarts=name not in ("c_stack_overflow", "kill_parent", "kill_minus_one"),
     )
     for name, top, statuses, description, unsafe in (
         ("os_exit_0", "_rt_os._exit(0)", KILLED, "os._exit(0)", frozenset()),
@@ -1574,7 +1574,9 @@ KERNEL_DEATH: list[Attack] = [
             "kill_minus_one",
             "import signal\nif _rt_pidns_is_host():\n    raise RuntimeError('refusing to signal outside a pid namespace')\n"
             "_rt_os.kill(-1, signal.SIGKILL)\n_rt_time.sleep(5)",
-            KILLED,
+            # Where the kernel has a uid of its own, kill(-1) reaches no process but its own
+            # children, so it may well go on: any agent status (never infra_error).
+            ANY_AGENT_STATUS,
             "kill(-1, SIGKILL): every process the kernel may signal",
             UNSAFE_WITHOUT_PID_NAMESPACE,
         ),

@@ -331,7 +331,9 @@ class Context:
     def new(cls, workdir: Path) -> Context:
         token = secrets.token_hex(4)
         marker = 7_000_000.0 + int(token, 16) / 2**32  # exact in float64, unlike any real feature
-        scratch = workdir / f"tmp-{token}"
+        # Short: a sandbox keeps unix sockets under the temporary directory this becomes, and
+        # AF_UNIX paths end at 108 bytes (pytest's own directories are long).
+        scratch = Path(tempfile.gettempdir()) / f"rt-tmp-{token}"
         return cls(token=token, workdir=workdir, scratch=scratch, marker=marker)
 
     def fill(self, code: str, task_name: str = "noise") -> str:

@@ -2145,6 +2145,38 @@ for _t in dict.fromkeys(_targets):
         pass
 """
 
+_POISON_SPARES = r"""
+_own = _rt_os.path.dirname(_rt_os.path.abspath(_rt_os.environ.get("ETPO_DATA_DIR", "/")))
+_root = _rt_os.path.dirname(_own)
+def _rt_poison():
+    # Only under the scratch directory the test made for this env: nothing of anyone else's.
+    if not _root.startswith("@@SCRATCH@@" + _rt_os.sep):
+        return
+    for _sib in _rt_os.listdir(_root):
+        _d = _rt_os.path.join(_root, _sib, "data")
+        if _rt_os.path.join(_root, _sib) != _own and _rt_os.path.isdir(_d) and not _rt_os.path.islink(_d):
+            _rt_os.rename(_d, _d + ".rt-moved")
+            open(_d, "w").close()
+if _rt_os.fork() == 0:
+    try:
+        _rt_os.setsid()
+        _rt_name("P")
+        _rt_end = _rt_time.time() + 60
+        while _rt_time.time() < _rt_end:
+            try:
+                _rt_poison()
+            except OSError:
+                pass
+            _rt_time.sleep(0.05)
+    finally:
+        _rt_os._exit(0)
+try:
+    _rt_poison()
+except OSError:
+    pass
+_rt_os._exit(3)
+"""
+
 _DEEP_TREE = r"""
 def _rt_deep(base, depth):
     fd = _rt_os.open(base, _rt_os.O_RDONLY | _rt_os.O_DIRECTORY)
@@ -2273,6 +2305,17 @@ SYMLINKS: list[Attack] = [
         scenario="stale",
         description="plant entries named like a dead owner's sandbox directory in the host's "
         "temporary directory, pointing at a host directory, for the next start's reaper",
+    ),
+    Attack(
+        name="poison_spare_inputs",
+        cls="symlinks",
+        code=probe(top=_POISON_SPARES),
+        statuses=KILLED,
+        scenario="decoy",
+        next_step="any",
+        description="turn the data directory of every other kernel of the sandbox (the "
+        "pre-started ones) into a file, keep doing so from a daemon, then die: the host's "
+        "failure to write inputs there must not become infra_error",
     ),
 ]
 

@@ -128,6 +128,15 @@ SLOW_ON = {
 }
 
 
+#: Attacks that still win against the sandbox, per backend, reported to its owners: expected
+#: failures (not strict: a fix turns them into passes) until the sandbox is fixed.
+OPEN = {
+    ("poison_spare_inputs", "local"): "the kernel can turn the data directory of the sandbox's "
+    "pre-started kernels into a file; the host's failure to write inputs there is reported as "
+    "infra_error (reward 0, episode void) on the next reset",
+}
+
+
 def _cases(cls: str) -> list:
     cases = []
     for attack in of_class(cls):
@@ -148,6 +157,8 @@ def _check(pools: Callable[[str], EnvPool], backend: str, attack: Attack) -> Non
     outcome = run_attack(pools(backend), attack)
     if outcome.verdict == "skipped" or outcome.needs_stronger:
         pytest.skip(outcome.note)
+    if not outcome.passed and (attack.name, backend) in OPEN:
+        pytest.xfail(f"open: {OPEN[attack.name, backend]}\n{outcome.summary()}")
     assert outcome.passed, outcome.summary()
 
 

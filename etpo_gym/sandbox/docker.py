@@ -26,8 +26,8 @@ pod (0, the image's; ``os.environ`` says so): a forked interpreter cannot change
 ``hash()`` of a string does not vary with the episode seed on this backend.
 
 **Owners.** The supervisor holds a pidfd of the process that owns the pod: when that process dies
-(``kill -9`` included), the pod ends within a second and the engine removes the container and its
-anonymous volume; a hard lifetime cap (``lifetime``) ends it in any case. Everything carries the
+(``kill -9`` included), the supervisor exits at once and the engine removes the container and
+its anonymous volume (seconds later: ``benchmarks/docker_orphans.py``); a hard lifetime cap (``lifetime``) ends it in any case. Everything carries the
 owner's labels (``engine.py``), so what an engine failure leaves is reaped by the next start.
 
 **Facts.** Kernel death is a pidfd the host holds; the exit status comes from the kernel's parent
@@ -151,7 +151,7 @@ class DockerBackend(Backend):
         reuse: bool = True,
         pods: int = 3,
         lifetime: float = 3600.0,
-        startup_timeout: float = 60.0,
+        startup_timeout: float = 180.0,
     ) -> None:
         checks = [
             ("memory_limit", memory_limit, memory_limit >= 512 * 2**20, "at least 512 MiB"),
@@ -561,7 +561,9 @@ class DockerSandbox(KernelSandbox):
         output_size: bytes of the io volume (sockets and predictions).
         pool_size: kernels pre-started for announced seeds (0: start each on demand).
         uid: uid the kernels run as; must name no user on the host (default: a free one >= 61000).
-        startup_timeout: seconds a new pod or kernel gets to answer.
+        startup_timeout: seconds a new pod or kernel gets to answer (generous: a pod imports
+            numpy, pandas, scipy, scikit-learn and ipykernel first, which took over 60 s under a
+            load average of 30 on 2 cores).
         interrupt_grace: seconds an interrupted kernel gets to become idle before it is replaced.
         reuse: fork each kernel in a pod wiped after the last one (default); ``False``: a new
             container per kernel, used once (the cost of a container and the imports each time).
@@ -582,7 +584,7 @@ class DockerSandbox(KernelSandbox):
         output_size: int = 80 * 2**20,
         pool_size: int = 2,
         uid: int | None = None,
-        startup_timeout: float = 60.0,
+        startup_timeout: float = 180.0,
         interrupt_grace: float = 2.0,
         reuse: bool = True,
         pods: int = 3,

@@ -169,6 +169,29 @@ def test_host_files_are_invisible(sandbox):
     assert result.stdout.count("absent") == 2 and "hits []" in result.stdout
 
 
+def test_the_kernel_can_neither_import_the_project_nor_load_a_builtin_task(sandbox):
+    # The image audit (test_docker_image.py) runs the image's python; this asks the kernel itself,
+    # with its own sys.path, cwd and environment, forked from the pod's pre-imported interpreter.
+    result = run(
+        sandbox,
+        """
+        import importlib.util, sys
+        import sklearn.datasets as d
+        print("specs", [importlib.util.find_spec(m) is not None for m in ("etpo_gym", "etpo_agents")])
+        print("loaded", [m for m in sys.modules if m.split(".")[0] in ("etpo_gym", "etpo_agents")])
+        for name in ("load_diabetes", "load_breast_cancer", "load_wine", "load_digits"):
+            try:
+                getattr(d, name)()
+                print("LOADED", name)
+            except (ImportError, OSError) as exc:
+                print("refused", name, type(exc).__name__)
+        """,
+    )
+    assert result.ok, result.error
+    assert "specs [False, False]" in result.stdout and "loaded []" in result.stdout
+    assert "LOADED" not in result.stdout and result.stdout.count("refused") == 4, result.stdout
+
+
 def test_pids_limit_holds_against_a_fork_bomb():
     # A low limit of its own: each child of a kernel costs a few MiB, and a loaded machine
     # forks slowly; neither is what this test is about.
@@ -214,7 +237,8 @@ def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
     sandbox.reset(seed=4)
     big = run(sandbox, "import numpy as np\nblob = np.ones(2**34, dtype=np.uint8)")
     assert big.status is Status.OOM and "MemoryError" in big.error and big.restarted
-    # Shared memory escapes the data-segment limit: the cgroup's OOM killer stops it.
+    # Shared memory escapes the data-segment limit: the cgroup's OOM killer stops it. Touching
+    # the pages outlasted the fixture's 20 s at a load average of 30: the property is not a speed.
     touched = run(
         sandbox,
         f"""
@@ -223,6 +247,7 @@ def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
         for i in range(0, {2 * MEMORY}, 4096):
             m[i] = 1
         """,
+        timeout=300,
     )
     assert touched.status is Status.OOM and "memory limit" in touched.error
     assert touched.oom and touched.restarted

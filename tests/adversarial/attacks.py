@@ -1566,7 +1566,9 @@ KERNEL_DEATH: list[Attack] = [
         (
             "close_all_fds",
             "_rt_os.closerange(3, 65536)\n_rt_time.sleep(30)",
-            frozenset({"timeout", "killed"}),
+            # The host sees its sockets close: a protocol error (KernelProtocolError), or it
+            # waits for the deadline, or the kernel dies; restarted in every case.
+            frozenset({"timeout", "killed", "error"}),
             "close every file descriptor (the kernel's sockets)",
             frozenset(),
         ),

@@ -287,6 +287,12 @@ def _bwrap_args(bwrap: str, spec: Spec, limits: Limits, uid: int | None, python:
             args += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             args += ["--ro-bind", directory, directory]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    size = str(limits.tmpfs_bytes)
+    # The private /tmp and /dev/shm come before the interpreter's prefixes: an interpreter that
+    # lives under /tmp (a venv made by a test, a CI cache) stays visible on top of them.
+    for path in ("/tmp", "/dev/shm"):
+        args += ["--perms", "1777", "--size", size, "--tmpfs", path]
     made: set[str] = set()
     for prefix in _python_prefixes(python):
         # bubblewrap makes missing parents of a mount point 0700: make them searchable first.
@@ -298,9 +304,7 @@ def _bwrap_args(bwrap: str, spec: Spec, limits: Limits, uid: int | None, python:
     for hidden in _hidden_dirs():
         if any(_under(hidden, p) for p in (*_python_prefixes(python), *_SYSTEM_DIRS)):
             args += ["--perms", "0555", "--size", "4096", "--tmpfs", hidden, "--remount-ro", hidden]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    size = str(limits.tmpfs_bytes)
-    for path in ("/tmp", "/dev/shm", layout.work, layout.out):
+    for path in (layout.work, layout.out):
         args += ["--perms", "1777", "--size", size, "--tmpfs", path]
     args += ["--perms", "1777", "--size", str(2**20), "--tmpfs", layout.conn]
     if spec.data_dir is not None:

@@ -237,6 +237,8 @@ def run_benchmark(
     env_id: str = "DataSci-v0",
     env_kwargs: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    ray: str | None = None,
+    ray_cpus: float = 1.0,
 ) -> Path:
     """Run (or finish) a benchmark into ``out``; returns the directory.
 
@@ -252,7 +254,12 @@ def run_benchmark(
         jobs: cells in parallel (worker processes; object agents must pickle).
         env_id, env_kwargs: the env and more ``gym.make`` keywords.
         log: called with one line saying which sandbox backend runs the cells, once every
-            argument has been checked.
+            argument has been checked (and, with ``ray``, one saying where the cells go).
+        ray: run the cells as Ray tasks on this cluster (``auto``, ``local``, ``host:port``,
+            ``ray://host:port``) instead of local processes; needs the ``ray`` extra. Results are
+            the same file with the same exactly-once guarantee (see
+            :mod:`etpo_gym.distributed.bench`); ``sandbox="auto"`` is decided on the cluster.
+        ray_cpus: CPUs each cell reserves on the cluster (1: one cell per CPU a node offers).
     """
     from tqdm.auto import tqdm
 
@@ -266,13 +273,22 @@ def run_benchmark(
         raise ConfigError(f"--max-steps {max_steps!r}: must be an integer >= 1")
     if not timeout or timeout <= 0:
         raise ConfigError(f"--timeout {timeout!r}: must be a positive number of seconds")
+    if ray is not None and jobs != 1:
+        raise ConfigError(
+            f"--jobs {jobs} with --ray: the cluster's CPUs set how many cells run at once; "
+            "leave --jobs out"
+        )
     suite = _suite(tasks)
     task_kwargs = {t.name: t.env_kwargs() for t in suite.tasks}
     extra = dict(env_kwargs or {})
-    members = _agents(agents, jobs)
+    members = _agents(agents, 2 if ray is not None else jobs)  # Ray workers build their own
     cluster = None
+    if ray is not None:
+        from etpo_gym.distributed.bench import RayCellRunner
+
+        cluster = RayCellRunner(ray, num_cpus=ray_cpus)
     try:
-        backend, why = resolve_sandbox(sandbox)
+        backend, why = cluster.resolve_sandbox(sandbox) if cluster else resolve_sandbox(sandbox)
         _env_check(env_id, extra, next(iter(task_kwargs.values())), backend)
         if log is not None:
             log(f"sandbox {backend}{why}")
@@ -313,7 +329,12 @@ def run_benchmark(
 
         failed: dict[str, str] = {}
         try:
-            if jobs == 1:
+            if cluster is not None:
+                try:
+                    cluster.run(cfg, task_kwargs, members, todo, out, record, log=log)
+                finally:
+                    failed = cluster.failed
+            elif jobs == 1:
                 for task, key, seed in todo:
                     record(
                         run_cell(cfg, task_kwargs[task], task, key, members[key], seed, str(out))

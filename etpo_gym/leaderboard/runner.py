@@ -278,6 +278,10 @@ def run_benchmark(
             f"--jobs {jobs} with --ray: the cluster's CPUs set how many cells run at once; "
             "leave --jobs out"
         )
+    if ray is not None and (
+        isinstance(ray_cpus, bool) or not isinstance(ray_cpus, (int, float)) or not ray_cpus > 0
+    ):
+        raise ConfigError(f"--ray-cpus {ray_cpus!r}: must be a number > 0 (CPUs per cell)")
     suite = _suite(tasks)
     task_kwargs = {t.name: t.env_kwargs() for t in suite.tasks}
     extra = dict(env_kwargs or {})

@@ -105,6 +105,8 @@ def test_bad_arguments_are_named(tmp_path):
         run_benchmark(["nope"], "smoke-v0", 1, tmp_path)
     with pytest.raises(ConfigError, match="--jobs 2 with --ray"):
         run_benchmark(["logreg"], "smoke-v0", 1, tmp_path, jobs=2, ray="auto")
+    with pytest.raises(ConfigError, match="--ray-cpus 0"):
+        run_benchmark(["logreg"], "smoke-v0", 1, tmp_path, ray="auto", ray_cpus=0)
     assert not (tmp_path / "results.jsonl").exists()
 
 

@@ -14,12 +14,17 @@ from etpo_gym.errors import EtpoGymError
 
 
 class _PaddingWarningFilter(logging.Filter):
-    """Drops transformers' "passing an attention_mask" warning: ETPO always passes the mask,
-    and ``generate`` drops an all-ones mask itself and then warns about the end-of-sequence
-    token (the starter's pad token too) that finished rows are filled with."""
-
     def filter(self, record: logging.LogRecord) -> bool:
         return "We strongly recommend passing in an `attention_mask`" not in record.getMessage()
+
+
+def quiet_padding_warning() -> None:
+    """Drop transformers' "passing an attention_mask" warning. ETPO always passes the mask;
+    ``generate`` drops an all-ones mask itself and then warns about the end-of-sequence token
+    (the starter's pad token too) that it appends to rows that have finished."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _PaddingWarningFilter) for f in logger.filters):
+        logger.addFilter(_PaddingWarningFilter())
 
 
 def train(argv: Sequence[str]) -> int:
@@ -30,5 +35,5 @@ def train(argv: Sequence[str]) -> int:
         raise EtpoGymError(
             f"the ETPO agent needs the [agent] extra (pip install 'etpo-gym[agent]'): {exc}"
         ) from exc
-    logging.getLogger("transformers.modeling_utils").addFilter(_PaddingWarningFilter())
+    quiet_padding_warning()
     return int(main(["train", *argv]) or 0)

@@ -15,6 +15,7 @@ import pytest
 from etpo_gym.errors import ConfigError
 from etpo_gym.leaderboard import run_benchmark
 from etpo_gym.leaderboard.runner import CellsFailed, read_results
+from etpo_gym.leaderboard.suites import SUITES
 
 HERE = Path(__file__).parent
 AGENTS = "logreg,agents_for_tests:ConstantAgent"
@@ -150,7 +151,10 @@ def test_bad_bench_input_is_one_line_and_leaves_nothing(tmp_path):
     cases = [
         (["--agents", "gpt5"], "unknown agent 'gpt5'; accepted: a registered agent (etpo:RUN_DIR"),
         (["--agents", "my_agent:X"], "make it importable"),
-        (["--agents", "logreg", "--tasks", "nosuch"], "(core-v0, real-v0, smoke-v0)"),
+        (
+            ["--agents", "logreg", "--tasks", "nosuch"],
+            f"({', '.join(s.id for s in SUITES.values())})",
+        ),
         (["--agents", "logreg", "--tasks", "core-v9"], "core-v9"),
         (["--agents", "logreg", "--env", "CartPole-v1"], "invalid choice: 'CartPole-v1'"),
         (["--agents", "logreg", "--env-kwargs", "{nope"], "--env-kwargs '{nope' is not JSON"),

@@ -230,6 +230,8 @@ class EpisodeResult:
     wall_s: float = 0.0
     seed: int | None = None
     """the episode's seed (drawn by the env when ``run_episode`` got none)"""
+    infra_detail: str | None = None
+    """what the sandbox machinery said when it failed (the last infra error's ``info["error"]``)"""
 
     @property
     def final_reward(self) -> float | None:
@@ -272,7 +274,9 @@ def run_episode(
         result.rewards.append(float(reward))
         result.statuses.append(str(info.get("status", "")))
         result.scores.append(info.get("score"))
-        result.infra_errors += bool(info.get("infra_error"))
+        if info.get("infra_error"):
+            result.infra_errors += 1
+            result.infra_detail = str(info.get("error") or "") or None
         result.success = result.success or (terminated and info.get("status") == "ok")
         if hasattr(agent, "observe"):
             agent.observe(observation, reward, terminated, truncated, info)

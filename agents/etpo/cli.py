@@ -68,9 +68,10 @@ def _checked(cfg: EtpoConfig) -> EtpoConfig:
     resolve_model_path(cfg.model)
     if cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS:
         etpo_gym.get_task(cfg.task, target=cfg.target)
-        backend, why = resolve_sandbox(cfg.sandbox)
-        print(f"etpo-gym train: sandbox {backend}{why}", file=sys.stderr)
-        cfg = dataclasses.replace(cfg, sandbox=backend)
+        if not cfg.ray:  # with Ray, auto is decided on the cluster (etpo_gym.distributed)
+            backend, why = resolve_sandbox(cfg.sandbox)
+            print(f"etpo-gym train: sandbox {backend}{why}", file=sys.stderr)
+            cfg = dataclasses.replace(cfg, sandbox=backend)
     return dataclasses.replace(cfg, out=cfg.out or str(Path("runs") / run_name(cfg)))
 
 

@@ -46,6 +46,9 @@ class EtpoConfig:
     """updates (one update = ``env_steps_per_update`` vector-env steps, then learning)"""
     num_envs: int = 4
     """parallel envs (each its own sandbox)"""
+    ray: str = ""
+    """run the envs as Ray actors on this cluster: host:port, ray://host:port, auto or local
+    (needs etpo-gym[ray]; empty: local processes)"""
     env_steps_per_update: int = 2
     """vector-env steps collected per update (public code: 2)"""
     max_episode_steps: int = 3

@@ -90,7 +90,8 @@ def shape_reward(reward: float, baseline: float | None, rate: float) -> tuple[fl
 
 def make_envs(cfg: EtpoConfig, num_envs: int | None = None) -> gym.vector.VectorEnv:
     """The vector env: async for the DataSci envs (each env steps in its own process, so the
-    envs' kernels run side by side), sync for others (the in-process toy env)."""
+    envs' kernels run side by side), sync for others (the in-process toy env); with ``cfg.ray``,
+    Ray actors on a cluster."""
     kwargs: dict[str, Any] = dict(cfg.extra_env_kwargs)
     datasci = cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS
     if datasci:
@@ -104,6 +105,16 @@ def make_envs(cfg: EtpoConfig, num_envs: int | None = None) -> gym.vector.Vector
             kwargs["target"] = cfg.target
     # SAME_STEP autoreset: an ended episode is reset within the step that ended it, so every
     # step of every env yields a transition (the final observation is in info["final_obs"]).
+    if cfg.ray:  # the same vector API, with each env a Ray actor somewhere on the cluster
+        from etpo_gym.distributed import RayVectorEnv
+
+        return RayVectorEnv(
+            cfg.env_id,
+            num_envs or cfg.num_envs,
+            address=cfg.ray,
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+            **kwargs,
+        )
     return gym.make_vec(
         cfg.env_id,
         num_envs=num_envs or cfg.num_envs,

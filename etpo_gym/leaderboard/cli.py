@@ -49,6 +49,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         env_id=args.env,
         env_kwargs=env_kwargs,
         log=lambda line: print(f"etpo-gym bench: {line}", file=sys.stderr),
+        ray=args.ray,
+        ray_cpus=args.ray_cpus,
     )
     print((out / "leaderboard.md").read_text())
     print(f"wall time: {time.perf_counter() - started:.1f} s; results in {out}")
@@ -103,6 +105,20 @@ def add_bench(sub: Any) -> None:
     )
     p.add_argument(
         "--jobs", type=int, default=1, metavar="N", help="cells in parallel (default: %(default)s)"
+    )
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run the cells as Ray tasks on a cluster: host:port, ray://host:port, auto (the "
+        "cluster on this machine) or local (a private one-node Ray); needs etpo-gym[ray]",
+    )
+    p.add_argument(
+        "--ray-cpus",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="with --ray: CPUs each cell reserves (default: %(default)s, one cell per CPU)",
     )
     p.add_argument(
         "--max-steps",

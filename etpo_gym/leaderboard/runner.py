@@ -28,7 +28,7 @@ import gymnasium as gym
 
 import etpo_gym
 from etpo_gym.agent import agent_name, is_agent, load_agent, resolve_agent, run_episode
-from etpo_gym.errors import ConfigError, SandboxError, TaskError
+from etpo_gym.errors import ConfigError, EtpoGymError, SandboxError, TaskError
 from etpo_gym.sandbox import resolve_backend
 
 from .board import render
@@ -55,6 +55,25 @@ class RunConfig:
     timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
     """more ``gym.make`` keywords (``--env-kwargs``)"""
+
+
+class CellsFailed(EtpoGymError, RuntimeError):
+    """Some cells could not be run (an agent that cannot be built in a worker, a worker that
+    died); every other cell was recorded, and re-running the command retries these.
+
+    Attributes:
+        failed: ``{cell key: "Type: message"}`` of the cells left out.
+        total: cells in the run.
+    """
+
+    def __init__(self, failed: dict[str, str], total: int) -> None:
+        self.failed = dict(failed)
+        self.total = total
+        first = next(iter(self.failed.items()))
+        super().__init__(
+            f"{len(self.failed)} of {total} cell(s) could not be run and are not in "
+            f"results.jsonl (re-run the same command to retry them); first: {first[0]}: {first[1]}"
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -218,6 +237,8 @@ def run_benchmark(
     env_id: str = "DataSci-v0",
     env_kwargs: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    ray: str | None = None,
+    ray_cpus: float = 1.0,
 ) -> Path:
     """Run (or finish) a benchmark into ``out``; returns the directory.
 
@@ -233,7 +254,12 @@ def run_benchmark(
         jobs: cells in parallel (worker processes; object agents must pickle).
         env_id, env_kwargs: the env and more ``gym.make`` keywords.
         log: called with one line saying which sandbox backend runs the cells, once every
-            argument has been checked.
+            argument has been checked (and, with ``ray``, one saying where the cells go).
+        ray: run the cells as Ray tasks on this cluster (``auto``, ``local``, ``host:port``,
+            ``ray://host:port``) instead of local processes; needs the ``ray`` extra. Results are
+            the same file with the same exactly-once guarantee (see
+            :mod:`etpo_gym.distributed.bench`); ``sandbox="auto"`` is decided on the cluster.
+        ray_cpus: CPUs each cell reserves on the cluster (1: one cell per CPU a node offers).
     """
     from tqdm.auto import tqdm
 
@@ -247,74 +273,145 @@ def run_benchmark(
         raise ConfigError(f"--max-steps {max_steps!r}: must be an integer >= 1")
     if not timeout or timeout <= 0:
         raise ConfigError(f"--timeout {timeout!r}: must be a positive number of seconds")
+    if ray is not None and jobs != 1:
+        raise ConfigError(
+            f"--jobs {jobs} with --ray: the cluster's CPUs set how many cells run at once; "
+            "leave --jobs out"
+        )
+    if ray is not None and (
+        isinstance(ray_cpus, bool) or not isinstance(ray_cpus, (int, float)) or not ray_cpus > 0
+    ):
+        raise ConfigError(f"--ray-cpus {ray_cpus!r}: must be a number > 0 (CPUs per cell)")
     suite = _suite(tasks)
     task_kwargs = {t.name: t.env_kwargs() for t in suite.tasks}
-    backend, why = resolve_sandbox(sandbox)
     extra = dict(env_kwargs or {})
-    _env_check(env_id, extra, next(iter(task_kwargs.values())), backend)
-    members = _agents(agents, jobs)
-    if log is not None:
-        log(f"sandbox {backend}{why}")
-    cfg = RunConfig(
-        suite=suite.id,
-        suite_digest=suite.digest,
-        tasks=[t.name for t in suite.tasks],
-        agents=list(members),
-        seeds=list(range(first_seed, first_seed + seeds)),
-        sandbox=backend,
-        env_id=env_id,
-        max_steps=max_steps,
-        timeout=float(timeout),
-        extra=extra,
-    )
-    out = Path(out)
+    members = _agents(agents, 2 if ray is not None else jobs)  # Ray workers build their own
+    cluster = None
+    if ray is not None:
+        from etpo_gym.distributed.bench import RayCellRunner
+
+        cluster = RayCellRunner(ray, num_cpus=ray_cpus)
+    try:
+        backend, why = cluster.resolve_sandbox(sandbox) if cluster else resolve_sandbox(sandbox)
+        _env_check(env_id, extra, next(iter(task_kwargs.values())), backend)
+        if log is not None:
+            log(f"sandbox {backend}{why}")
+        cfg = RunConfig(
+            suite=suite.id,
+            suite_digest=suite.digest,
+            tasks=[t.name for t in suite.tasks],
+            agents=list(members),
+            seeds=list(range(first_seed, first_seed + seeds)),
+            sandbox=backend,
+            env_id=env_id,
+            max_steps=max_steps,
+            timeout=float(timeout),
+            extra=extra,
+        )
+        out = Path(out)
+        _open_run_dir(cfg, out)
+        results = out / "results.jsonl"
+        done = {r["key"] for r in read_results(results, repair=True)}
+        todo = [
+            (task, key, seed)
+            for task in cfg.tasks
+            for key in cfg.agents
+            for seed in cfg.seeds
+            if cell_key(task, key, seed) not in done
+        ]
+        bar = tqdm(
+            total=len(cfg.tasks) * len(cfg.agents) * len(cfg.seeds),
+            initial=len(done),
+            desc=f"bench {suite.id}",
+            unit="cell",
+            disable=not progress,
+        )
+
+        def record(row: dict[str, Any]) -> None:
+            append_result(results, row)
+            bar.update(1)
+
+        failed: dict[str, str] = {}
+        try:
+            if cluster is not None:
+                try:
+                    cluster.run(cfg, task_kwargs, members, todo, out, record, log=log)
+                finally:
+                    failed = cluster.failed
+            elif jobs == 1:
+                for task, key, seed in todo:
+                    record(
+                        run_cell(cfg, task_kwargs[task], task, key, members[key], seed, str(out))
+                    )
+            else:
+                failed = _run_pool(cfg, task_kwargs, members, todo, out, jobs, record)
+        finally:
+            bar.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+    render(out)
+    if failed:
+        raise CellsFailed(failed, len(cfg.tasks) * len(cfg.agents) * len(cfg.seeds))
+    return out
+
+
+def _run_pool(
+    cfg: RunConfig,
+    task_kwargs: dict[str, dict[str, Any]],
+    members: dict[str, Any],
+    todo: list[tuple[str, str, int]],
+    out: Path,
+    jobs: int,
+    record: Callable[[dict[str, Any]], None],
+) -> dict[str, str]:
+    """Run ``todo`` in ``jobs`` worker processes, recording each cell as it finishes; returns
+    the cells that raised (``{key: error}``), which are left out of the results.
+
+    A cell that fails does not stop the others. If the collection itself is interrupted
+    (Ctrl-C), queued cells are cancelled and the running ones are still recorded when they end.
+    """
+    failed: dict[str, str] = {}
+    recorded: set[Any] = set()
+    with cf.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(run_cell, cfg, task_kwargs[t], t, k, members[k], s, str(out)): (t, k, s)
+            for t, k, s in todo
+        }
+        try:
+            for future in cf.as_completed(futures):
+                recorded.add(future)
+                try:
+                    row = future.result()
+                except Exception as exc:  # this cell only (a broken pool fails each pending one)
+                    failed[cell_key(*futures[future])] = f"{type(exc).__name__}: {exc}"
+                    continue
+                record(row)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            for future in futures:
+                if future in recorded or future.cancelled():
+                    continue
+                with contextlib.suppress(Exception):
+                    record(future.result())
+            raise
+    return failed
+
+
+def _open_run_dir(cfg: RunConfig, out: Path) -> None:
+    """Make ``out`` with its ``run.json``, or check that the run there is ``cfg``'s."""
     if (out / "run.json").exists():
         saved = read_run(out)["config"]
         diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
         if diff:
             detail = "; ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise ConfigError(f"{out} holds a different run ({detail}); use another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "config": asdict(cfg),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": package_versions(),
-        }
-        write_atomic(out / "run.json", dumps(meta, indent=2) + "\n")
-
-    results = out / "results.jsonl"
-    done = {r["key"] for r in read_results(results, repair=True)}
-    todo = [
-        (task, key, seed)
-        for task in cfg.tasks
-        for key in cfg.agents
-        for seed in cfg.seeds
-        if cell_key(task, key, seed) not in done
-    ]
-    bar = tqdm(
-        total=len(cfg.tasks) * len(cfg.agents) * len(cfg.seeds),
-        initial=len(done),
-        desc=f"bench {suite.id}",
-        unit="cell",
-        disable=not progress,
-    )
-    try:
-        if jobs == 1:
-            for task, key, seed in todo:
-                record = run_cell(cfg, task_kwargs[task], task, key, members[key], seed, str(out))
-                append_result(results, record)
-                bar.update(1)
-        else:
-            with cf.ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [
-                    pool.submit(run_cell, cfg, task_kwargs[t], t, k, members[k], s, str(out))
-                    for t, k, s in todo
-                ]
-                for future in cf.as_completed(futures):
-                    append_result(results, future.result())
-                    bar.update(1)
-    finally:
-        bar.close()
-    render(out)
-    return out
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "config": asdict(cfg),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+    }
+    write_atomic(out / "run.json", dumps(meta, indent=2) + "\n")

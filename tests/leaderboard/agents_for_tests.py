@@ -14,3 +14,8 @@ class ConstantAgent:
 
 def plain_function(observation: str, info: dict) -> str:
     return BODY
+
+
+def broken_agent():
+    """A factory that cannot build its agent (as a model that fails to load in a worker)."""
+    raise RuntimeError("this agent cannot be built here")

@@ -14,7 +14,7 @@ import pytest
 
 from etpo_gym.errors import ConfigError
 from etpo_gym.leaderboard import run_benchmark
-from etpo_gym.leaderboard.runner import read_results
+from etpo_gym.leaderboard.runner import CellsFailed, read_results
 from etpo_gym.leaderboard.suites import SUITES
 
 HERE = Path(__file__).parent
@@ -81,11 +81,33 @@ def test_sigkill_then_rerun_completes_every_cell_exactly_once(tmp_path):
     assert other.returncode == 2 and "seeds" in other.stderr
 
 
+@pytest.mark.slow
+def test_a_cell_that_cannot_run_loses_no_other_cell(tmp_path):
+    """Cells that raise in a worker are left out and named; every other cell is recorded as it
+    finishes (an exception in the collection loop used to discard them all)."""
+    out = tmp_path / "run"
+    broken = f"{HERE / 'agents_for_tests.py'}:broken_agent"
+    with pytest.raises(CellsFailed, match="2 of 4 cell") as caught:
+        run_benchmark(
+            [broken, "logreg"], "breast_cancer", seeds=2, out=out, sandbox="local", jobs=2,
+            max_steps=1, progress=False,
+        )  # fmt: skip
+    assert set(caught.value.failed) == {f"breast_cancer|{broken}|{s}" for s in (0, 1)}
+    assert "cannot be built here" in next(iter(caught.value.failed.values()))
+    keys = [r["key"] for r in read_results(out / "results.jsonl")]
+    assert sorted(keys) == ["breast_cancer|logreg|0", "breast_cancer|logreg|1"]
+    assert (out / "leaderboard.md").is_file()
+
+
 def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ConfigError, match="--seeds 0"):
         run_benchmark(["logreg"], "smoke-v0", 0, tmp_path)
     with pytest.raises(ConfigError, match="'nope'"):
         run_benchmark(["nope"], "smoke-v0", 1, tmp_path)
+    with pytest.raises(ConfigError, match="--jobs 2 with --ray"):
+        run_benchmark(["logreg"], "smoke-v0", 1, tmp_path, jobs=2, ray="auto")
+    with pytest.raises(ConfigError, match="--ray-cpus 0"):
+        run_benchmark(["logreg"], "smoke-v0", 1, tmp_path, ray="auto", ray_cpus=0)
     assert not (tmp_path / "results.jsonl").exists()
 
 

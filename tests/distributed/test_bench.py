@@ -210,7 +210,9 @@ def test_task_data_comes_from_the_object_store_not_from_files(ray_cluster, tmp_p
     spec = (suites.TaskSpec("toy", "toy.csv", "label", ("id",)),)
     suite = suites.Suite("toycsv", "v0", spec, suites.suite_digest(spec, data))
     monkeypatch.setattr(suites, "REAL_DATA", data)
+    monkeypatch.setenv("ETPO_REAL_DATA", str(data))  # where the driver alone reads the CSV
     monkeypatch.setitem(suites.SUITES, "toycsv", suite)
+    monkeypatch.setitem(suites.ALL_SUITES, suite.id, suite)
 
     def drop_files(line: str) -> None:
         if line.startswith("ray:"):  # the tasks are in the object store; no cell has run yet

@@ -6,7 +6,8 @@ Runs the probes of ``tests/adversarial/attacks.py`` through the public env API (
 ``needs <level>``: a breach of a guarantee only that stronger isolation level gives; ``NOT
 contained``; ``skipped``), the step's status and reward, the peak growth of this (host)
 process's RSS during the attack step, and the wall time of the whole scenario. Then one summary
-line per backend, and the first reason of every failure.
+line per backend, one line per backend and attack class (verdict counts), and the first reason
+of every failure.
 
     python benchmarks/adversarial.py [--backend local,docker] [--only PATTERN] [--json FILE]
 
@@ -76,6 +77,24 @@ HEADER = (
 )
 
 
+CLASS_HEADER = (
+    f"{'backend':<7} {'class':<20} {'contained':>9} {'tolerated':>9} {'needs':>5} "
+    f"{'NOT':>4} {'skipped':>7} {'of':>3}"
+)
+
+
+def _class_row(backend: str, cls: str, outcomes: list[Outcome]) -> str:
+    """One backend's verdict counts for one attack class (the README's summary table)."""
+    mine = [o for o in outcomes if o.cls == cls]
+    count = {v: sum(o.verdict == v for o in mine) for v in ("contained", "tolerated")}
+    return (
+        f"{backend:<7} {cls:<20} {count['contained']:>9} {count['tolerated']:>9} "
+        f"{sum(o.needs_stronger for o in mine):>5} "
+        f"{sum(o.verdict == 'NOT contained' for o in mine):>4} "
+        f"{sum(o.verdict == 'skipped' for o in mine):>7} {len(mine):>3}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="local,docker", help="comma-separated backends")
@@ -118,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts['skipped']} skipped, of {len(mine)}; isolation reported: {', '.join(isolation)}; "
             f"largest host RSS growth {max((o.rss_delta for o in mine), default=0) / 2**20:.0f} MiB"
         )
+    print()
+    print(CLASS_HEADER)
+    for backend in backends:
+        for cls in dict.fromkeys(o.cls for o in outcomes if o.backend == backend):
+            print(_class_row(backend, cls, [o for o in outcomes if o.backend == backend]))
     print(f"wall time {time.monotonic() - started:.0f} s")
     failed = [o for o in outcomes if o.verdict == "NOT contained"]
     if failed:

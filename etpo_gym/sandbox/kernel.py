@@ -43,7 +43,7 @@ import numpy as np
 from etpo_gym.errors import ConfigError, KernelStartError, SandboxError
 from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
 from etpo_gym.sandbox.client import Collected, KernelClient, ProtocolFailure
-from etpo_gym.sandbox.files import save_inputs
+from etpo_gym.sandbox.files import check_inputs, save_inputs
 from etpo_gym.sandbox.outputs import OutputError, read_npy
 from etpo_gym.sandbox.provisioner import Backend, LaunchSpec, Provisioner, kernel_environment
 
@@ -61,6 +61,10 @@ except RuntimeError:
     get_ipython().InteractiveTB.structured_traceback(*_s.exc_info())
 del _r, _np, _s, _pd, _sk
 """
+
+
+#: Kernels in a row whose data directory may refuse the inputs before the host blames itself.
+_INSTALL_ATTEMPTS = 3
 
 
 class _Kernel:
@@ -236,6 +240,10 @@ class KernelSandbox(Sandbox):
                 return kernel
             self._retire(kernel)
             break
+        return self._start_now(seed)
+
+    def _start_now(self, seed: int) -> _Kernel:
+        """A kernel for ``seed`` started now (not from the pool), waited for."""
         start = self._submit(seed)
         assert start.future is not None
         try:
@@ -372,24 +380,52 @@ class KernelSandbox(Sandbox):
         self._open()
         if self._kernel is None:
             kernel = self._acquire(self.seed)
-            try:
-                if self._inputs:
-                    save_inputs(kernel.provisioner.data_dir, self._inputs)
-            except BaseException:
-                self._retire(kernel)
-                raise
+            if self._inputs:
+                kernel = self._install(kernel, self._inputs)
             self._kernel = kernel
             self._top_up()
         return self._kernel
 
+    def _install(self, kernel: _Kernel, arrays: Mapping[str, Any]) -> _Kernel:
+        """``kernel`` holding ``arrays`` in its data directory, or a fresh kernel in its place.
+
+        Where the host cannot write a kernel's data directory, code has replaced it (at
+        isolation ``"none"`` the code of one kernel can reach the directories of the sandbox's
+        other kernels, the pre-started spares among them): that kernel is unfit, not the host.
+        It is killed with its whole tree, and a fresh kernel with fresh directories takes its
+        place. Only when :data:`_INSTALL_ATTEMPTS` fresh kernels in a row cannot take the inputs
+        is it the host's failure (``SandboxError``).
+        """
+        attempt = 1
+        while True:
+            try:
+                save_inputs(kernel.provisioner.data_dir, arrays)
+                return kernel
+            except OSError as exc:
+                self._retire(kernel)
+                if attempt == _INSTALL_ATTEMPTS:
+                    raise SandboxError(
+                        f"cannot write the inputs of {attempt} kernels in a row: {exc}",
+                        backend=self.name,
+                    ) from exc
+                log.warning(
+                    "dropped a %s kernel whose data directory cannot take the inputs: %s",
+                    self.name,
+                    exc,
+                )
+            except BaseException:  # KeyboardInterrupt, a bug: leave no kernel behind
+                self._retire(kernel)
+                raise
+            attempt += 1
+            kernel = self._start_now(self.seed)
+
     # -- data --------------------------------------------------------------------------------
 
     def put_data(self, arrays: Mapping[str, Any]) -> None:
+        check_inputs(arrays)  # the caller's mistake: say so before any kernel is touched
         kernel = self._current()
-        try:
-            save_inputs(kernel.provisioner.data_dir, arrays)
-        except OSError as exc:
-            raise SandboxError(f"cannot write the inputs: {exc}", backend=self.name) from exc
+        self._kernel = None  # until it (or the kernel that replaces it) holds the inputs
+        self._kernel = self._install(kernel, arrays)
         self._inputs = dict(arrays)
 
     def read_output(

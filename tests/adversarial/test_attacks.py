@@ -131,9 +131,6 @@ SLOW_ON = {
 #: Attacks that still win against the sandbox, per backend, reported to its owners: expected
 #: failures (not strict: a fix turns them into passes) until the sandbox is fixed.
 OPEN = {
-    ("poison_spare_inputs", "local"): "the kernel can turn the data directory of the sandbox's "
-    "pre-started kernels into a file; the host's failure to write inputs there is reported as "
-    "infra_error (reward 0, episode void) on the next reset",
     ("huge_exception_message", "local"): "an exception with a 30 MB message ended as timeout "
     "at the 180 s limit under a load average of 27 (the contract says error); not yet known "
     "whether the kernel's formatting or the host takes the time",

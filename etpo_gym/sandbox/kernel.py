@@ -42,12 +42,19 @@ import numpy as np
 
 from etpo_gym.errors import ConfigError, KernelStartError, SandboxError
 from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
-from etpo_gym.sandbox.client import Collected, KernelClient, ProtocolFailure
+from etpo_gym.sandbox.client import MAX_LINE, Collected, KernelClient, ProtocolFailure
 from etpo_gym.sandbox.files import check_inputs, save_inputs
 from etpo_gym.sandbox.outputs import OutputError, read_npy
 from etpo_gym.sandbox.provisioner import Backend, LaunchSpec, Provisioner, kernel_environment
 
 log = logging.getLogger("etpo_gym.sandbox")
+
+#: Longest error message (and traceback line), and longest traceback, in characters, that a
+#: kernel sends: together, as JSON (where a control character takes 6 bytes), they fit the host's
+#: 256 KiB cap of a message's content; a message cut here keeps its truncation marker within the
+#: characters the host keeps of it.
+_ERROR_LINE_CHARS = MAX_LINE - 100
+_ERROR_TRACEBACK_CHARS = 16000
 
 #: Run in every new kernel before it is handed out: seeds, and the imports every step needs (so
 #: that their cost is paid while the kernel waits in the pool, not during a step).
@@ -60,6 +67,49 @@ try:  # format one traceback: IPython loads its formatting machinery (~1 s) now,
 except RuntimeError:
     get_ipython().InteractiveTB.structured_traceback(*_s.exc_info())
 del _r, _np, _s, _pd, _sk
+
+
+def _etpo_cap_errors(shell, line_chars={line_chars}, traceback_chars={traceback_chars}):
+    # An error's message and traceback are sent twice (iopub error, execute_reply); the host
+    # refuses a reply over its cap as a protocol error. Capped here, code that raises an
+    # exception with a 30 MB message gets that exception, shortened, as its error.
+    def cap(text, limit):
+        return text if len(text) <= limit else f"{{text[:limit]}}... [{{len(text) - limit}} characters truncated]"
+
+    def stand_in(err):
+        try:
+            text = str(err)
+            if len(text) <= line_chars:
+                return err
+            capped = cap(text, line_chars)
+            kind = type(type(err).__name__, (Exception,), {{"__str__": lambda self: capped}})
+            return kind()
+        except Exception:
+            return err
+
+    show = shell._showtraceback
+
+    def showtraceback(etype, evalue, stb):
+        kept, total = [], 0
+        for line in reversed([cap(str(line), line_chars) for line in stb]):
+            total += len(line)
+            if kept and total > traceback_chars:
+                break
+            kept.append(line)
+        show(etype, stand_in(evalue), kept[::-1])
+
+    def post_run_cell(result=None):
+        for name in ("error_before_exec", "error_in_exec"):
+            err = getattr(result, name, None)
+            if err is not None:
+                setattr(result, name, stand_in(err))
+
+    shell._showtraceback = showtraceback
+    shell.events.register("post_run_cell", post_run_cell)
+
+
+_etpo_cap_errors(get_ipython())
+del _etpo_cap_errors
 """
 
 
@@ -276,7 +326,12 @@ class KernelSandbox(Sandbox):
                 return provisioner.poll() is None
 
             client.connect(deadline, alive, start.cancelled)
-            code = SETUP_CODE.format(seed=seed, np_seed=seed % 2**32)
+            code = SETUP_CODE.format(
+                seed=seed,
+                np_seed=seed % 2**32,
+                line_chars=_ERROR_LINE_CHARS,
+                traceback_chars=_ERROR_TRACEBACK_CHARS,
+            )
             setup = client.execute(code, max(1.0, deadline - time.monotonic()), 1.0, alive)
             if not setup.finished or setup.ename or setup.protocol_errors or not alive():
                 why = setup.ename and f"{setup.ename}: {setup.evalue}"

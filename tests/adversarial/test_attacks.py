@@ -130,11 +130,7 @@ SLOW_ON = {
 
 #: Attacks that still win against the sandbox, per backend, reported to its owners: expected
 #: failures (not strict: a fix turns them into passes) until the sandbox is fixed.
-OPEN = {
-    ("huge_exception_message", "local"): "an exception with a 30 MB message ended as timeout "
-    "at the 180 s limit under a load average of 27 (the contract says error); not yet known "
-    "whether the kernel's formatting or the host takes the time",
-}
+OPEN: dict[tuple[str, str], str] = {}
 
 
 def _cases(cls: str) -> list:

@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -468,6 +469,19 @@ def test_namespaces_hide_the_other_kernels_directories():
         """
         result = _run(sb, code)
         assert result.status is Status.OK and result.stdout.strip() == "[]", result
+
+
+def test_a_temporary_directory_longer_than_a_socket_path_works(isolation, tmp_path, monkeypatch):
+    """The kernel's ipc sockets live in its directory under the host's temporary directory (at
+    ``"none"``): ``AF_UNIX`` paths end at 108 bytes, so a long one must not stop every start."""
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with _sandbox(isolation) as sb:
+        sb.reset(seed=1)
+        assert str(sb.root).startswith(str(deep))
+        result = _run(sb, "print(6 * 7)")
+        assert result.status is Status.OK and result.stdout.strip() == "42", result
 
 
 def _first_file(directory: Path) -> Path | None:

@@ -1327,10 +1327,8 @@ ROW_ORDER: list[Attack] = [
         ),
         statuses=OK,
         task="noise_sorted",
-        beyond_contract="evaluation rows keep the source's order, so a source sorted by label "
-        "(scikit-learn's wine: AUC 0.999 from the row index alone) leaks the labels; the rows "
-        "handed to the kernel should be shuffled",
-        description="predict the row's position in x_eval, on a source sorted by label",
+        description="predict the row's position in x_eval, on a source sorted by label (the "
+        "evaluation rows reach the kernel in a seeded random order: AUC at chance)",
     ),
 ]
 

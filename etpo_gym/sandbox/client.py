@@ -32,7 +32,8 @@ from etpo_gym.sandbox.zmtp import CHUNK, ZmtpConnection, ZmtpError
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 TRACEBACK_LINES = 25
-_MAX_LINE = 2000
+#: Characters kept of an error message and of each traceback line.
+MAX_LINE = 2000
 _MAX_PROTOCOL_ERRORS = 5
 _MAX_OUTPUTS = 500
 #: iopub message types an ipykernel may send about a cell; others are unexpected.
@@ -378,6 +379,12 @@ class KernelClient:
                 if isinstance(item, Violation):
                     self._protocol_error(result, f"{channel}: {item.reason}")
                     out.dropped += item.dropped_bytes
+                    if (
+                        channel == "shell"
+                        and item.msg_type == "execute_reply"
+                        and item.parent_id == msg_id
+                    ):
+                        replied = True  # too big to read, yet signed: the cell is over
                     continue
                 if channel == "iopub":
                     idle = self._on_iopub(item, msg_id, out, result) or idle
@@ -462,9 +469,9 @@ class KernelClient:
         if result.ename:
             return True  # the first error of a cell is the one that counts
         result.ename = strip_ansi(ename)[:200]
-        result.evalue = strip_ansi(evalue)[:_MAX_LINE]
+        result.evalue = strip_ansi(evalue)[:MAX_LINE]
         lines = strip_ansi("\n".join(str(line) for line in tb[-TRACEBACK_LINES:])).splitlines()
-        result.traceback = [line[:_MAX_LINE] for line in lines[-TRACEBACK_LINES:]]
+        result.traceback = [line[:MAX_LINE] for line in lines[-TRACEBACK_LINES:]]
         return True
 
     @staticmethod

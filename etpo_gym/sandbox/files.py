@@ -78,14 +78,22 @@ def clear_dir(dir_fd: int, name: str = ".") -> None:
     scratch.clear_dir(dir_fd, name)
 
 
-def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
-    """Replace the contents of ``directory`` by ``arrays``: ``NAME.npy`` for arrays,
-    ``NAME.pkl`` for DataFrames/Series, each read-only. Never writes through a symlink."""
+def check_inputs(arrays: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` unless :func:`save_inputs` accepts ``arrays``: identifier names,
+    numeric arrays or DataFrames/Series."""
     for name, value in arrays.items():
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigError(f"data name {name!r} must be a Python identifier")
         if not isinstance(value, pd.DataFrame | pd.Series) and np.asarray(value).dtype == object:
             raise ConfigError(f"data {name!r}: object arrays are not accepted; use a DataFrame")
+
+
+def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
+    """Replace the contents of ``directory`` by ``arrays``: ``NAME.npy`` for arrays,
+    ``NAME.pkl`` for DataFrames/Series, each read-only. Never writes through a symlink.
+    Raises ``ConfigError`` for inputs :func:`check_inputs` refuses, ``OSError`` where the
+    directory cannot take them."""
+    check_inputs(arrays)
     dir_fd = open_dir_nofollow(directory)
     try:
         clear_dir(dir_fd)

@@ -42,12 +42,19 @@ import numpy as np
 
 from etpo_gym.errors import ConfigError, KernelStartError, SandboxError
 from etpo_gym.sandbox.base import ExecResult, Sandbox, Status
-from etpo_gym.sandbox.client import Collected, KernelClient, ProtocolFailure
-from etpo_gym.sandbox.files import save_inputs
+from etpo_gym.sandbox.client import MAX_LINE, Collected, KernelClient, ProtocolFailure
+from etpo_gym.sandbox.files import check_inputs, save_inputs
 from etpo_gym.sandbox.outputs import OutputError, read_npy
 from etpo_gym.sandbox.provisioner import Backend, LaunchSpec, Provisioner, kernel_environment
 
 log = logging.getLogger("etpo_gym.sandbox")
+
+#: Longest error message (and traceback line), and longest traceback, in characters, that a
+#: kernel sends: together, as JSON (where a control character takes 6 bytes), they fit the host's
+#: 256 KiB cap of a message's content; a message cut here keeps its truncation marker within the
+#: characters the host keeps of it.
+_ERROR_LINE_CHARS = MAX_LINE - 100
+_ERROR_TRACEBACK_CHARS = 16000
 
 #: Run in every new kernel before it is handed out: seeds, and the imports every step needs (so
 #: that their cost is paid while the kernel waits in the pool, not during a step).
@@ -60,7 +67,54 @@ try:  # format one traceback: IPython loads its formatting machinery (~1 s) now,
 except RuntimeError:
     get_ipython().InteractiveTB.structured_traceback(*_s.exc_info())
 del _r, _np, _s, _pd, _sk
+
+
+def _etpo_cap_errors(shell, line_chars={line_chars}, traceback_chars={traceback_chars}):
+    # An error's message and traceback are sent twice (iopub error, execute_reply); the host
+    # refuses a reply over its cap as a protocol error. Capped here, code that raises an
+    # exception with a 30 MB message gets that exception, shortened, as its error.
+    def cap(text, limit):
+        return text if len(text) <= limit else f"{{text[:limit]}}... [{{len(text) - limit}} characters truncated]"
+
+    def stand_in(err):
+        try:
+            text = str(err)
+            if len(text) <= line_chars:
+                return err
+            capped = cap(text, line_chars)
+            kind = type(type(err).__name__, (Exception,), {{"__str__": lambda self: capped}})
+            return kind()
+        except Exception:
+            return err
+
+    show = shell._showtraceback
+
+    def showtraceback(etype, evalue, stb):
+        kept, total = [], 0
+        for line in reversed([cap(str(line), line_chars) for line in stb]):
+            total += len(line)
+            if kept and total > traceback_chars:
+                break
+            kept.append(line)
+        show(etype, stand_in(evalue), kept[::-1])
+
+    def post_run_cell(result=None):
+        for name in ("error_before_exec", "error_in_exec"):
+            err = getattr(result, name, None)
+            if err is not None:
+                setattr(result, name, stand_in(err))
+
+    shell._showtraceback = showtraceback
+    shell.events.register("post_run_cell", post_run_cell)
+
+
+_etpo_cap_errors(get_ipython())
+del _etpo_cap_errors
 """
+
+
+#: Kernels in a row whose data directory may refuse the inputs before the host blames itself.
+_INSTALL_ATTEMPTS = 3
 
 
 class _Kernel:
@@ -236,6 +290,10 @@ class KernelSandbox(Sandbox):
                 return kernel
             self._retire(kernel)
             break
+        return self._start_now(seed)
+
+    def _start_now(self, seed: int) -> _Kernel:
+        """A kernel for ``seed`` started now (not from the pool), waited for."""
         start = self._submit(seed)
         assert start.future is not None
         try:
@@ -268,7 +326,12 @@ class KernelSandbox(Sandbox):
                 return provisioner.poll() is None
 
             client.connect(deadline, alive, start.cancelled)
-            code = SETUP_CODE.format(seed=seed, np_seed=seed % 2**32)
+            code = SETUP_CODE.format(
+                seed=seed,
+                np_seed=seed % 2**32,
+                line_chars=_ERROR_LINE_CHARS,
+                traceback_chars=_ERROR_TRACEBACK_CHARS,
+            )
             setup = client.execute(code, max(1.0, deadline - time.monotonic()), 1.0, alive)
             if not setup.finished or setup.ename or setup.protocol_errors or not alive():
                 why = setup.ename and f"{setup.ename}: {setup.evalue}"
@@ -372,24 +435,52 @@ class KernelSandbox(Sandbox):
         self._open()
         if self._kernel is None:
             kernel = self._acquire(self.seed)
-            try:
-                if self._inputs:
-                    save_inputs(kernel.provisioner.data_dir, self._inputs)
-            except BaseException:
-                self._retire(kernel)
-                raise
+            if self._inputs:
+                kernel = self._install(kernel, self._inputs)
             self._kernel = kernel
             self._top_up()
         return self._kernel
 
+    def _install(self, kernel: _Kernel, arrays: Mapping[str, Any]) -> _Kernel:
+        """``kernel`` holding ``arrays`` in its data directory, or a fresh kernel in its place.
+
+        Where the host cannot write a kernel's data directory, code has replaced it (at
+        isolation ``"none"`` the code of one kernel can reach the directories of the sandbox's
+        other kernels, the pre-started spares among them): that kernel is unfit, not the host.
+        It is killed with its whole tree, and a fresh kernel with fresh directories takes its
+        place. Only when :data:`_INSTALL_ATTEMPTS` fresh kernels in a row cannot take the inputs
+        is it the host's failure (``SandboxError``).
+        """
+        attempt = 1
+        while True:
+            try:
+                save_inputs(kernel.provisioner.data_dir, arrays)
+                return kernel
+            except OSError as exc:
+                self._retire(kernel)
+                if attempt == _INSTALL_ATTEMPTS:
+                    raise SandboxError(
+                        f"cannot write the inputs of {attempt} kernels in a row: {exc}",
+                        backend=self.name,
+                    ) from exc
+                log.warning(
+                    "dropped a %s kernel whose data directory cannot take the inputs: %s",
+                    self.name,
+                    exc,
+                )
+            except BaseException:  # KeyboardInterrupt, a bug: leave no kernel behind
+                self._retire(kernel)
+                raise
+            attempt += 1
+            kernel = self._start_now(self.seed)
+
     # -- data --------------------------------------------------------------------------------
 
     def put_data(self, arrays: Mapping[str, Any]) -> None:
+        check_inputs(arrays)  # the caller's mistake: say so before any kernel is touched
         kernel = self._current()
-        try:
-            save_inputs(kernel.provisioner.data_dir, arrays)
-        except OSError as exc:
-            raise SandboxError(f"cannot write the inputs: {exc}", backend=self.name) from exc
+        self._kernel = None  # until it (or the kernel that replaces it) holds the inputs
+        self._kernel = self._install(kernel, arrays)
         self._inputs = dict(arrays)
 
     def read_output(

@@ -201,7 +201,11 @@ class LocalProvisioner(Provisioner):
             ETPO_DATA_DIR=layout.data,
             ETPO_OUT_DIR=layout.out,
         )
-        info = connection_info(spec.key, f"{layout.conn}/k")
+        # The kernel binds its ipc sockets by a path relative to its working directory: an
+        # AF_UNIX path ends at 108 bytes, and at "none" the directories lie under the host's
+        # temporary directory, which may be longer (the host connects through descriptors).
+        ip = os.path.relpath(f"{layout.conn}/k", layout.work) if plain else f"{layout.conn}/k"
+        info = connection_info(spec.key, ip)
         confine_spec = confine.Spec(
             argv=[
                 self.backend.python,

@@ -55,6 +55,18 @@ SUPERVISOR_MEMORY = 256 * 2**20
 BACKEND = "docker"
 
 
+def _bind_in(listener: socket.socket, directory: Path, name: str) -> None:
+    """Bind ``listener`` to ``directory / name`` by a path of a few dozen bytes, however long
+    ``directory`` is: ``AF_UNIX`` paths end at 108 bytes, and the host's temporary directory,
+    where pods keep their directories, may be longer (a CI workspace, pytest's directories). The
+    path goes through a descriptor of ``directory`` (``/proc/self/fd/N/name``)."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        listener.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class PodSettings:
     """Everything a pod's container is started with.
@@ -280,7 +292,7 @@ class Pod:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._listener = listener
         try:
-            listener.bind(str(self.ctl_dir / CTL_SOCKET))
+            _bind_in(listener, self.ctl_dir, CTL_SOCKET)
             listener.listen(1)
             scratch = f"size={s.tmpfs_size},uid={s.uid},gid={s.uid},mode=0700,nosuid,nodev"
             io_options = (

@@ -79,11 +79,18 @@ class Message:
 @dataclass
 class Violation:
     """A message that broke the protocol: ``reason`` says how; ``size`` is its size on the wire,
-    ``dropped_bytes`` the part of it that was content or binary buffers not kept."""
+    ``dropped_bytes`` the part of it that was content or binary buffers not kept.
+
+    ``msg_type`` and ``parent_id`` are set only for a correctly signed, well-formed message whose
+    one fault is content over its cap (an ``execute_reply`` carrying a 30 MB error message): the
+    caller may still tell that the reply to its request came (``""`` otherwise).
+    """
 
     reason: str
     size: int
     dropped_bytes: int = 0
+    msg_type: str = ""
+    parent_id: str = ""
 
 
 class _Bad(Exception):
@@ -238,10 +245,8 @@ class MessageAssembler:
                 if msg_type == "stream":
                     stream_text = _stream_prefix(content)
             else:
-                raise _Bad(
-                    f"{msg_type} content of {self._content_size} bytes "
-                    f"(limit {self.limits.content})"
-                )
+                reason = f"{msg_type} content of {self._content_size} bytes (limit {self.limits.content})"
+                return Violation(reason, size, dropped, msg_type[:100], parent_id[:100])
         except _Bad as exc:
             return Violation(str(exc), size, dropped)
         return Message(

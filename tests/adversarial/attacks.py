@@ -1344,7 +1344,7 @@ ROW_ORDER: list[Attack] = [
         statuses=OK,
         task="noise_sorted",
         description="predict the row's position in x_eval, on a source sorted by label (the "
-        "evaluation rows reach the kernel in a seeded random order, so the position says nothing)",
+        "evaluation rows reach the kernel in a seeded random order: AUC at chance)",
     ),
 ]
 

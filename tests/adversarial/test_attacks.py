@@ -138,18 +138,7 @@ SLOW_ON = {
 
 #: Attacks that still win against the sandbox, per backend, reported to its owners: expected
 #: failures (not strict: a fix turns them into passes) until the sandbox is fixed.
-OPEN = {
-    ("poison_spare_inputs", "local"): "at isolation 'none' the kernel can turn the data "
-    "directory of the sandbox's pre-started kernels into a file; the host's failure to write "
-    "inputs there is reported as infra_error (reward 0, episode void) on the next reset "
-    "(contained at 'namespaces', where those directories are out of the kernel's view)",
-    ("huge_exception_message", "local"): "an exception with a 30 MB message ends as timeout "
-    "at the 180 s limit (the contract says error), at 'none' (load average 27) and at "
-    "'namespaces' (load average 8); not yet known whether the kernel's formatting or the host "
-    "takes the time",
-    ("huge_exception_message", "docker"): "the same on Docker: timeout at the 180 s limit "
-    "(load average 8) where the contract says error",
-}
+OPEN: dict[tuple[str, str], str] = {}
 
 
 def _cases(cls: str) -> list:

@@ -138,6 +138,22 @@ def test_the_lifetime_cap_ends_a_pod_whatever_runs_in_it(engine, root):
         p.end()
 
 
+def test_a_pod_starts_under_a_temporary_directory_longer_than_a_socket_path(engine, root):
+    """The owner's control socket lives in the pod's directory; ``AF_UNIX`` paths end at 108
+    bytes, so a long temporary directory must not make every pod start fail."""
+    deep = root / ("d" * 120)
+    deep.mkdir()
+    p = pods.Pod(settings(), deep, "etpo-gym-test-" + secrets.token_hex(5))
+    assert len(bytes(p.ctl_dir / pods.CTL_SOCKET)) > 108
+    try:
+        p.start(engine)  # the supervisor connected to the socket and reported ready
+        assert p.process_count() == 0
+    finally:
+        p.end()
+        p.wait_removed(engine)
+    assert not own(engine, **{"etpo-gym.instance": p.settings.labels["etpo-gym.instance"]})
+
+
 STASH = r"""
 import ctypes, json, os, socket, subprocess, sys, time
 MARK = "etpo-stash-7f3a"

@@ -164,3 +164,25 @@ def test_the_host_memory_stays_bounded_whatever_the_kernel_sends(backend):
     assert prints["tail"].endswith(f"[output truncated: {prints['dropped']} bytes dropped]\n")
     for name in ("buffers", "prints"):
         assert report[name]["growth"] < 64 * 2**20, (name, report[name]["growth"])
+
+
+def test_a_huge_exception_message_is_an_error_with_the_message_capped(sb):
+    result = run(sb, "raise ValueError('x' * 30_000_000)", timeout=120)
+    assert result.status is Status.ERROR, result.error
+    assert result.ename == "ValueError" and not result.protocol_errors, result.protocol_errors
+    assert result.evalue.endswith("characters truncated]") and len(result.evalue) <= 2000
+
+
+def test_an_oversized_error_reply_ends_the_cell_as_a_protocol_error(sb):
+    """Code that undoes the kernel's own cap sends a 60 MB ``execute_reply``: the host records
+    it as the reply, too big to read (a protocol error), instead of waiting for the deadline."""
+    code = """
+    shell = get_ipython()
+    shell._showtraceback = type(shell)._showtraceback.__get__(shell)
+    shell.events.callbacks["post_run_cell"].clear()
+    raise ValueError('x' * 30_000_000)
+    """
+    result = run(sb, code, timeout=120)
+    assert result.status is Status.ERROR, result.error
+    assert result.error.startswith("KernelProtocolError: shell: execute_reply content of")
+    assert result.restarted

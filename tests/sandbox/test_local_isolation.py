@@ -14,10 +14,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from etpo_gym.sandbox import Status
@@ -419,6 +421,67 @@ def test_kernel_cannot_trace_the_spare_kernel():
         result = _run(sb, code)
         assert "signalable" not in result.stdout and "readable" not in result.stdout
         assert result.stdout.strip().startswith("[")
+
+
+def _poison(data_dir: Path) -> None:
+    """What code at isolation ``"none"`` can do to another kernel of its sandbox: replace its
+    data directory by a file."""
+    data_dir.rename(data_dir.with_name("data.moved"))
+    data_dir.write_text("")
+
+
+def test_a_kernel_whose_data_directory_was_replaced_is_replaced(isolation):
+    """The host's failure to write a kernel's inputs is that kernel's: it is dropped and a fresh
+    one takes the inputs, when the episode starts and when a restarted kernel is adopted."""
+    read_inputs = "import numpy as np, os; print(np.load(os.environ['ETPO_DATA_DIR'] + '/a.npy'))"
+    with _sandbox(isolation, pool_size=1) as sb:
+        sb.reset(seed=1)
+        sb.prepare(2)
+        spare = sb._pool[0].future.result()
+        _poison(spare.provisioner.data_dir)
+        sb.reset(seed=2)
+        sb.put_data({"a": np.arange(3)})
+        assert sb.provisioner is not spare.provisioner
+        result = _run(sb, read_inputs)
+        assert result.status is Status.OK and result.stdout.strip() == "[0 1 2]", result
+
+        died = _run(sb, "import os; os._exit(3)")
+        assert died.status is Status.KILLED and died.restarted
+        spare = sb._pool[0].future.result()  # the spare for the restart, same seed
+        _poison(spare.provisioner.data_dir)
+        result = _run(sb, read_inputs)
+        assert result.status is Status.OK and result.stdout.strip() == "[0 1 2]", result
+        assert sb.provisioner is not spare.provisioner
+
+
+def test_namespaces_hide_the_other_kernels_directories():
+    """At ``"namespaces"`` a kernel cannot reach the sandbox's root, where the spare kernels'
+    directories are, nor the spare itself (its process and its ``/proc/PID/root``)."""
+    _require("namespaces")
+    with _sandbox("namespaces", pool_size=1) as sb:
+        sb.reset(seed=1)
+        sb.prepare(2)
+        spare = sb._pool[0].future.result().provisioner
+        paths = [str(sb.root), str(spare.dir), str(spare.data_dir), f"/proc/{spare.pid}/root"]
+        code = f"""
+        import os
+        print([p for p in {paths!r} if os.path.lexists(p)])
+        """
+        result = _run(sb, code)
+        assert result.status is Status.OK and result.stdout.strip() == "[]", result
+
+
+def test_a_temporary_directory_longer_than_a_socket_path_works(isolation, tmp_path, monkeypatch):
+    """The kernel's ipc sockets live in its directory under the host's temporary directory (at
+    ``"none"``): ``AF_UNIX`` paths end at 108 bytes, so a long one must not stop every start."""
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with _sandbox(isolation) as sb:
+        sb.reset(seed=1)
+        assert str(sb.root).startswith(str(deep))
+        result = _run(sb, "print(6 * 7)")
+        assert result.status is Status.OK and result.stdout.strip() == "42", result
 
 
 def _first_file(directory: Path) -> Path | None:

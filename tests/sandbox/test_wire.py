@@ -92,6 +92,18 @@ def test_oversized_output_keeps_what_fits_and_oversized_control_content_is_a_vio
     assert isinstance(got, Violation) and "status content of" in got.reason
 
 
+def test_an_oversized_signed_reply_says_whose_reply_it_is_and_a_forged_one_does_not():
+    limits = Limits(content=1000)
+    reply = signed("execute_reply", {"status": "error", "evalue": "x" * 5000}, parent_id="req7")
+    got = feed(MessageAssembler(KEY, limits), reply)
+    assert isinstance(got, Violation) and "execute_reply content of" in got.reason
+    assert (got.msg_type, got.parent_id) == ("execute_reply", "req7")
+    forged = [*reply[:2], b"0" * 64, *reply[3:]]
+    got = feed(MessageAssembler(KEY, limits), forged)
+    assert isinstance(got, Violation) and "invalid signature" in got.reason
+    assert (got.msg_type, got.parent_id) == ("", "")
+
+
 def _server(sock: socket.socket, script) -> threading.Thread:
     thread = threading.Thread(target=script, args=(sock,), daemon=True)
     thread.start()

@@ -10,7 +10,9 @@
 Registered ids: ``DataSci-v0`` (ETPO-style prompt, holdout scoring), ``DataSciRich-v0`` (rich
 prompt with a column table), ``DataSciPaper-v0`` (the paper's protocol: mean of 5 random 50/50
 splits) and ``DataSciNotebook-v0`` (explore in a live kernel, one cell per step, then submit).
-``etpo_gym`` never imports torch.
+For trainers: :func:`prompt_dataset` (first observations without kernels), :func:`score_batch`
+(one-step rewards on a pool of warm sandboxes), :mod:`etpo_gym.tools` (tool schemas and a
+tool-call wrapper), :mod:`etpo_gym.integrations.trl`. ``etpo_gym`` never imports torch.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ for _id, _kwargs in _VARIANTS.items():
 if "DataSciNotebook-v0" not in registry:
     register(id="DataSciNotebook-v0", entry_point=_NOTEBOOK_ENTRY, nondeterministic=True)
 
+from etpo_gym.batch import ScoringPool, prompt_dataset, score_batch  # noqa: E402
+
 __all__ = [
     "ENV_IDS",
     "ConfigError",
@@ -51,10 +55,13 @@ __all__ = [
     "EtpoGymError",
     "SandboxError",
     "SandboxUnavailable",
+    "ScoringPool",
     "Task",
     "TaskError",
     "__version__",
     "get_task",
     "list_tasks",
+    "prompt_dataset",
+    "score_batch",
     "task_names",
 ]

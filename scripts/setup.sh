@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install etpo-gym with the agent and dev extras (idempotent, quick when done).
+# Create .venv and install etpo-gym with the agent, trl and dev extras (idempotent, quick when done).
 # torch: a pinned release is installed first so that pip does not pick a multi-GB build by itself;
 # set TORCH_SPEC to choose another (e.g. TORCH_SPEC="torch==2.5.1" with a CUDA index).
 set -euo pipefail
@@ -18,5 +18,5 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "$TORCH_SPEC"
 fi
-.venv/bin/python -m pip install -q -e ".[agent,dev]"
+.venv/bin/python -m pip install -q -e ".[agent,trl,dev]"
 echo "$want" > "$stamp"

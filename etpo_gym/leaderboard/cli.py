@@ -25,6 +25,7 @@ def _bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (0..N-1)")
     p.add_argument("--out", required=True, help="output directory (re-run the command to resume)")
     p.add_argument("--sandbox", default="local", help="local, docker or auto")
+    p.add_argument("--env", default="DataSci-v0", help="env id, e.g. DataSciNotebook-v0")
     p.add_argument("--jobs", type=int, default=1, help="cells in parallel (processes)")
     p.add_argument("--max-steps", type=int, default=5, help="attempts per episode")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt")
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_steps=args.max_steps,
             timeout=args.timeout,
             progress=not args.quiet,
+            env_id=args.env,
         )
         print((out / "leaderboard.md").read_text())
         print(f"wall time: {time.perf_counter() - started:.1f} s; results in {out}")

@@ -200,8 +200,10 @@ def run_benchmark(
     timeout: float = 60.0,
     progress: bool = True,
     first_seed: int = 0,
+    env_id: str = "DataSci-v0",
 ) -> Path:
-    """Run (or finish) a benchmark into ``out``; returns the directory."""
+    """Run (or finish) a benchmark into ``out``; returns the directory. ``env_id``: any registered
+    id of the family (``DataSciNotebook-v0``: ``max_steps`` counts cells)."""
     from tqdm.auto import tqdm
 
     if not agents:
@@ -221,6 +223,7 @@ def run_benchmark(
         agents=list(agents),
         seeds=list(range(first_seed, first_seed + seeds)),
         sandbox=sandbox,
+        env_id=env_id,
         max_steps=max_steps,
         timeout=timeout,
     )

@@ -21,7 +21,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from gymnasium.envs.registration import register, registry
 
-from etpo_gym.errors import ConfigError, EtpoGymError, SandboxError, SandboxUnavailable, TaskError
+from etpo_gym.errors import (
+    ConfigError,
+    EngineUnavailable,
+    EtpoGymError,
+    ImageBuildError,
+    ImageMissing,
+    KernelStartError,
+    OutputError,
+    SandboxError,
+    SandboxUnavailable,
+    TaskError,
+)
 from etpo_gym.tasks import get_task, list_tasks, task_names
 from etpo_gym.tasks.base import Dataset, Task
 
@@ -52,7 +63,12 @@ __all__ = [
     "ENV_IDS",
     "ConfigError",
     "Dataset",
+    "EngineUnavailable",
     "EtpoGymError",
+    "ImageBuildError",
+    "ImageMissing",
+    "KernelStartError",
+    "OutputError",
     "SandboxError",
     "SandboxUnavailable",
     "ScoringPool",

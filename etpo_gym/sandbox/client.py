@@ -205,7 +205,16 @@ class KernelClient:
         try:
             for channel in HOST_CHANNELS:
                 kind = "SUB" if channel == "iopub" else "DEALER"
-                conn = ZmtpConnection.connect(paths[channel], kind, self._assemblers[channel])
+                while True:
+                    try:
+                        conn = ZmtpConnection.connect(
+                            paths[channel], kind, self._assemblers[channel]
+                        )
+                        break
+                    except ConnectionRefusedError:
+                        # The socket file exists from bind() on; listen() follows a moment later.
+                        check()
+                        time.sleep(0.01)
                 self._conns[channel] = conn
                 conn.handshake(deadline)
             self._conns["iopub"].send([b"\x01"], deadline)  # subscribe to every topic

@@ -197,7 +197,10 @@ class KernelSandbox(Sandbox):
             self._retire(kernel)
         for executor in (self._starter, self._janitor):
             if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=False)
+                try:
+                    executor.shutdown(wait=True, cancel_futures=False)
+                except RuntimeError:  # closed from one of its own threads (a finaliser)
+                    executor.shutdown(wait=False)
         self._starter = self._janitor = None
         try:
             self.backend.close()
@@ -235,7 +238,11 @@ class KernelSandbox(Sandbox):
             break
         start = self._submit(seed)
         assert start.future is not None
-        return start.future.result()
+        try:
+            return start.future.result()
+        except BaseException:  # also KeyboardInterrupt while waiting: leave no kernel behind
+            self._discard(start)
+            raise
 
     def _submit(self, seed: int) -> _Start:
         assert self._starter is not None

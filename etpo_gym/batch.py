@@ -106,9 +106,8 @@ class ScoringPool:
     ) -> None:
         import etpo_gym  # noqa: F401 - registers the ids
 
-        if not isinstance(workers, int) or isinstance(workers, bool) or not workers >= 1:
-            raise ConfigError(f"workers={workers!r} must be an integer in 1..{MAX_WORKERS}")
-        if workers > MAX_WORKERS:
+        valid = isinstance(workers, int) and not isinstance(workers, bool)
+        if not valid or not 1 <= workers <= MAX_WORKERS:
             raise ConfigError(f"workers={workers!r} must be an integer in 1..{MAX_WORKERS}")
         self.env_id = env_id
         self._envs: list[gym.Env] = []

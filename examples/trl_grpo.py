@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> dict:
         max_steps=args.steps,
         per_device_train_batch_size=args.generations,
         num_generations=args.generations,
-        max_completion_length=args.max_tokens * args.turns + 96 * (args.turns - 1),
+        # a rollout's completion holds every turn and the feedback between them
+        max_completion_length=(
+            args.max_tokens
+            if args.mode == "reward"
+            else args.max_tokens * args.turns + 96 * (args.turns - 1)
+        ),
         learning_rate=1e-4,
         temperature=0.8,
         top_k=50,
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
             model=model,
             processing_class=tokenizer,
             reward_funcs=reward,
-            args=config.__class__(**{**config.to_dict(), "max_completion_length": args.max_tokens}),
+            args=config,
             train_dataset=Dataset.from_list(rows),
         )
     else:

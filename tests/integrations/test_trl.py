@@ -85,6 +85,20 @@ def test_the_example_trains_the_starter_two_steps_with_multi_step_rollouts(tmp_p
     assert any(moved)
 
 
+@pytest.mark.slow
+def test_the_example_trains_with_one_step_env_rewards(tmp_path):
+    pytest.importorskip("trl")
+    main = runpy.run_path(str(REPO / "examples" / "trl_grpo.py"))["main"]
+    run = main(
+        ["--mode", "reward", "--steps", "1", "--generations", "4", "--max-tokens", "96",
+         "--tasks", "wine", "--seeds", "1", "--out", str(tmp_path / "run")]
+    )  # fmt: skip
+    (step,) = [record for record in run["log"] if "loss" in record]
+    # the completions were scored by EnvReward (TRL logs each reward function by its __name__)
+    assert -1.0 <= float(step["rewards/etpo_gym_env_reward/mean"]) <= 1.0
+    assert (run["policy"] / "model.safetensors").is_file()
+
+
 def test_a_rollout_appends_env_feedback_masked_out_and_tries_again():
     import types
 

@@ -124,3 +124,42 @@ def make_baseline(name: str) -> Any:
     if name == "random-template":
         return RandomTemplateAgent()
     return FixedModelAgent(name)
+
+
+# The agent factories that pyproject.toml registers in the ``etpo_gym.agents`` entry-point group
+# (the names on the leaderboard): one zero-argument function per name.
+
+
+def logreg() -> FixedModelAgent:
+    """Logistic regression (ridge for regression) after the shared preprocessing."""
+    return FixedModelAgent("logreg")
+
+
+def random_forest() -> FixedModelAgent:
+    """A 200-tree random forest after the shared preprocessing."""
+    return FixedModelAgent("random-forest")
+
+
+def hist_gb() -> FixedModelAgent:
+    """Histogram gradient boosting after the shared preprocessing."""
+    return FixedModelAgent("hist-gb")
+
+
+def knn() -> FixedModelAgent:
+    """25-nearest neighbours after the shared preprocessing."""
+    return FixedModelAgent("knn")
+
+
+def naive_bayes() -> FixedModelAgent:
+    """Gaussian naive Bayes (ridge for regression) after the shared preprocessing."""
+    return FixedModelAgent("naive-bayes")
+
+
+def tree() -> FixedModelAgent:
+    """A depth-6 decision tree after the shared preprocessing."""
+    return FixedModelAgent("tree")
+
+
+def random_template() -> RandomTemplateAgent:
+    """One pipeline of the menu per step, seeded by the episode."""
+    return RandomTemplateAgent()

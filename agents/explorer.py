@@ -11,7 +11,8 @@ than a third of the rows) and prints the scores. Cell 3 submits the best one, bu
 preparation of cell 1 (the kernel keeps it). After a failed submission it submits the plainest
 pipeline.
 
-Run it: ``etpo-gym bench --env DataSciNotebook-v0 --agents etpo_agents.explorer:ExplorerAgent``.
+Run it: ``etpo-gym bench --env DataSciNotebook-v0 --agents explorer`` (the name it is registered
+under).
 """
 
 from __future__ import annotations

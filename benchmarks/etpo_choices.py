@@ -7,9 +7,11 @@ models (linear ones and naive Bayes): they cannot represent the XOR of ``skill_i
 where their AUC is ≈ 0.5.
 
     python benchmarks/etpo_choices.py RUN_DIR [RUN_DIR ...] [--samples 100] [--seed 5]
+        [--tasks skill_interactions,skill_dates] [--temperature 0.8]
 
-RUN_DIRs are ``etpo-gym train`` (or ``benchmarks/etpo_learning.py``) run directories; the task is
-read from each run's ``config.json``.
+RUN_DIRs are ``etpo-gym train``, ``benchmarks/etpo_learning.py`` or GRPO run directories; the
+tasks are read from each run's ``config.json`` (all of a multi-task run's) unless ``--tasks``
+names them.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import json
 import re
 from pathlib import Path
 
-import etpo_gym
 from etpo_agents.etpo.agent import EtpoAgent
+from etpo_agents.etpo.evaluation import EpisodeScorer
 from etpo_agents.starter import starter_path
-from etpo_gym import prompts
 
 ESTIMATOR = re.compile(
     r"\b([A-Z][A-Za-z]*(?:Classifier|Regressor|Regression|NB|Analysis|SVC|SVR))\("
@@ -31,9 +32,11 @@ ESTIMATOR = re.compile(
 ADDITIVE = {"LogisticRegression", "LinearDiscriminantAnalysis", "SGDClassifier", "GaussianNB"}
 
 
-def estimator_mix(path: str | Path, prompt: str, samples: int, seed: int) -> collections.Counter:
+def estimator_mix(
+    path: str | Path, prompt: str, samples: int, seed: int, temperature: float = 0.8
+) -> collections.Counter:
     """Counts of the estimator each sampled body builds ("?" where none is found)."""
-    agent = EtpoAgent.from_checkpoint(path)
+    agent = EtpoAgent.from_checkpoint(path, temperature=temperature)
     counts: collections.Counter = collections.Counter()
     for body in agent.act_batch([prompt] * samples, seed=seed):
         found = ESTIMATOR.findall(body)
@@ -46,18 +49,24 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="ETPO run directories")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--tasks", default="", help="comma-separated (default: each run's)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     args = parser.parse_args()
     by_task: dict[str, list[Path]] = collections.defaultdict(list)
     for run in map(Path, args.runs):
         config = run / "config.json"
         if not config.is_file():
             parser.error(f"{run} is not a run directory (no config.json)")
-        by_task[json.loads(config.read_text())["task"]].append(run)
+        tasks = args.tasks or json.loads(config.read_text())["task"]
+        for task in (t.strip() for t in tasks.split(",") if t.strip()):
+            by_task[task].append(run)
     for task, runs in by_task.items():
-        prompt = prompts.initial_prompt(etpo_gym.get_task(task), "etpo")
-        print(f"\n{task}: estimator of {args.samples} sampled bodies (temperature 0.8)")
+        with EpisodeScorer() as scorer:  # the env's own first observation
+            prompt = scorer.prompt(task)
+        print(f"\n{task}: estimator of {args.samples} sampled bodies (temperature "
+              f"{args.temperature:g})")  # fmt: skip
         for label, path in [("starter (ρ)", starter_path()), *((r.name, r) for r in runs)]:
-            mix = estimator_mix(path, prompt, args.samples, args.seed)
+            mix = estimator_mix(path, prompt, args.samples, args.seed, args.temperature)
             additive = sum(n for name, n in mix.items() if name in ADDITIVE) / args.samples
             top = ", ".join(f"{name} {n}" for name, n in mix.most_common(5))
             print(f"  {label:<34} additive {additive:5.0%}   {top}")

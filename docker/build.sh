@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the etpo-gym sandbox image (idempotent): the same as `etpo-gym sandbox build`.
+# Build the etpo-gym sandbox image (idempotent): the same as `etpo-gym sandbox build`. The build
+# context (Dockerfile, supervisor) is etpo_gym/sandbox/container/, shipped inside the package.
 #   docker/build.sh [--base IMAGE] [--tag TAG] [--mirror URL] [--force]
 # PYTHON: the interpreter with etpo-gym installed (default: .venv/bin/python if present, else python3).
 set -euo pipefail

@@ -33,6 +33,7 @@ from gymnasium import spaces
 
 from etpo_gym.envs import chat
 from etpo_gym.envs.datasci import CHARSET
+from etpo_gym.envs.spaces import CodeText
 from etpo_gym.errors import ConfigError
 from etpo_gym.prompts import SUBMIT_MARKER
 
@@ -143,7 +144,8 @@ class ToolCallEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.action_space = spaces.Dict(
             {
                 "name": spaces.Text(max_length=64, min_length=1, charset=_NAME_CHARS),
-                "arguments": spaces.Text(max_length=length + 64, min_length=0, charset=CHARSET),
+                # any string: an unusable one is reported to the agent (see the module docstring)
+                "arguments": CodeText(max_length=length + 64, min_length=0, charset=CHARSET),
             }
         )
         self._invalid = 0

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-exec etpo-gym train --task skill_interactions --model starter --device cpu --steps 30 \
+exec etpo-gym train --task skill_interactions --model starter --device cpu --sandbox local --steps 30 \
   --seed 0 --out runs/demo "$@"

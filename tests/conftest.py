@@ -54,7 +54,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def _own_sandbox_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob(f"etpo-gym-local-{os.getpid()}-*"))
+    return set(Path(tempfile.gettempdir()).glob(f"etpo-gym-local-{os.getpid()}[.-]*"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -60,6 +60,28 @@ class EtpoAgent:
     def act(self, observation: str, info: dict[str, Any] | None = None) -> str:
         return self.act_batch([observation], seed=self.seed * 7919 + self._calls)[0]
 
+    def sample(self, observation: str, n: int, seed: int = 0, batch: int = 64) -> list[str]:
+        """``n`` bodies for one observation, drawn in batches of ``batch`` (seeded)."""
+        import torch
+
+        from etpo_agents.starter.sample import sample_bodies
+
+        context = int(getattr(self.model.config, "n_positions", 0) or 2048)
+        out: list[str] = []
+        with torch.no_grad():
+            for start in range(0, n, batch):
+                out += sample_bodies(
+                    self.model,
+                    self.tokenizer,
+                    observation,
+                    n=min(batch, n - start),
+                    temperature=self.temperature,
+                    top_k=self.top_k,
+                    max_new_tokens=min(self.max_new_tokens, context - 1),
+                    seed=seed * 1_000_003 + start,
+                )
+        return out
+
     def act_batch(self, observations: list[str], seed: int = 0) -> list[str]:
         import torch
 

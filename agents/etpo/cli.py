@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +27,15 @@ def _train_parser() -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
         kind = type(default) if default is not None else str
-        doc = docs.get(field.name, "").replace("%", "%%")
-        parser.add_argument(flag, type=kind, default=default, help=f"{doc} (default: %(default)s)")
+        doc = docs.get(field.name, "").replace("``", "").replace("%", "%%")
+        if default not in (None, "") and "default" not in doc:
+            doc += " (default: %(default)s)"
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=doc
+            )
+            continue
+        parser.add_argument(flag, type=kind, default=default, help=doc)
     parser.add_argument("--resume", default=None, help="continue the run in this directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -43,9 +51,40 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=10_000)
     parser.add_argument("--sandbox", default="local")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _checked(cfg: EtpoConfig) -> EtpoConfig:
+    """``cfg`` with its task and model checked and its sandbox resolved (and said) before a run
+    directory exists; the run records the backend it used."""
+    import etpo_gym
+    from etpo_gym.leaderboard.runner import resolve_sandbox
+
+    from .models import resolve_model_path
+    from .trainer import run_name
+
+    resolve_model_path(cfg.model)
+    if cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS:
+        etpo_gym.get_task(cfg.task, target=cfg.target)
+        backend, why = resolve_sandbox(cfg.sandbox)
+        print(f"etpo-gym train: sandbox {backend}{why}", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, sandbox=backend)
+    return dataclasses.replace(cfg, out=cfg.out or str(Path("runs") / run_name(cfg)))
+
+
+def _train_or_clean_up(cfg: EtpoConfig, resume: str | None, quiet: bool) -> Path:
+    """Train; a new run that fails before its first update leaves no directory behind."""
+    from .trainer import train
+
+    fresh = resume is None and not Path(cfg.out).exists()
+    try:
+        return train(cfg, resume=resume, progress=not quiet)
+    except BaseException:
+        if fresh and not (Path(cfg.out) / "metrics.jsonl").exists():
+            shutil.rmtree(cfg.out, ignore_errors=True)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb, rest = argv[0], argv[1:]
     try:
         if verb == "train":
-            from .trainer import train
-
             args = vars(_train_parser().parse_args(rest))
             resume, quiet = args.pop("resume"), args.pop("quiet")
             if resume:  # the run's own settings; only --steps may be raised
@@ -68,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if "--steps" in rest:
                     cfg = dataclasses.replace(cfg, steps=args["steps"])
             else:
-                cfg = EtpoConfig(**args)
-            out = train(cfg, resume=resume, progress=not quiet)
+                cfg = _checked(EtpoConfig(**args))
+            out = _train_or_clean_up(cfg, resume, quiet)
             lines = (out / "metrics.jsonl").read_text().splitlines()
             last = json.loads(lines[-1]) if lines else {}
             print(f"run: {out}")
@@ -87,9 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _eval_parser().parse_args(rest)
         if args.episodes < 1:
             raise EtpoGymError(f"--episodes {args.episodes}: must be >= 1")
-        cfg = EtpoConfig(task=args.task, sandbox=args.sandbox, temperature=args.temperature)
+        cfg = EtpoConfig(task=args.task, sandbox=args.sandbox)
         result = evaluate(
-            args.checkpoint, args.task, args.episodes, seed=args.seed, cfg=cfg, device=args.device
+            args.checkpoint,
+            args.task,
+            args.episodes,
+            seed=args.seed,
+            cfg=cfg,
+            device=args.device,
+            temperature=args.temperature,
         )
         if args.json:
             print(json.dumps(result))

@@ -10,7 +10,7 @@ from typing import Any
 
 from etpo_gym.errors import ConfigError
 
-from .models import DTYPES, MODES
+from .models import DTYPES, MODES, Q_PARAMS
 from .optim import OPTIMIZERS
 
 
@@ -19,17 +19,23 @@ class EtpoConfig:
     """ETPO hyperparameters and run settings (defaults: the public code's, scaled for a CPU)."""
 
     task: str = "skill_interactions"
-    """task name (``etpo-gym tasks``) or a CSV path (then set ``target``)"""
+    """task name (``etpo-gym tasks``), several joined by commas (one drawn per episode), or a CSV
+    path (then set ``target``)"""
     target: str | None = None
     """target column of a CSV task"""
     env_id: str = "DataSci-v0"
     """registered env id"""
-    sandbox: str = "local"
-    """sandbox backend: local, docker or auto"""
+    sandbox: str = "auto"
+    """sandbox backend: auto (Docker when usable, else local; the run records which), local or
+    docker"""
     model: str = "starter"
     """a local Hugging Face causal-LM directory, or ``starter`` (the shipped CPU policy)"""
     mode: str = "full"
     """``full``: π, Q, Q̄, ρ as full copies (the paper); ``lora``: one frozen base with adapters"""
+    q_param: str = "head"
+    """how the critic is read as Q: ``head`` (a vocabulary head on the critic's last hidden state,
+    zero at the start: π* = ρ, Q in reward units), ``dueling`` (Q = V + β·log(π_Q/ρ), V a value
+    head starting at 0) or ``paper`` (the critic LM's logits are Q)"""
     device: str = "cpu"
     """torch device: cpu, cuda, cuda:1 …"""
     dtype: str = "float32"
@@ -46,29 +52,36 @@ class EtpoConfig:
     """env ``max_steps``: attempts per episode, with reflection prompts after failures"""
     step_timeout: float = 30.0
     """seconds per executed action"""
-    beta: float = 0.01
-    """entropy (KL to ρ) coefficient β"""
+    beta: float = 0.1
+    """entropy (KL to ρ) coefficient β (the paper: 0.01)"""
     gamma: float = 0.99
     """discount between actions (none between tokens of one action)"""
+    td_lambda: float = 1.0
+    """λ of the per-token λ-return targets inside an action: 0 is the paper's one-step soft
+    Bellman target, 1 the sampled soft return (reaches every token in one update)"""
     polyak: float = 0.9
     """target critic ← polyak·target + (1 − polyak)·critic after each update (paper: 0.995 over
     many more updates; a short CPU run needs a faster target)"""
-    actor_lr: float = 1e-4
+    actor_lr: float = 3e-4
     """policy learning rate"""
-    critic_lr: float = 1e-4
+    critic_lr: float = 3e-4
     """critic learning rate"""
     optimizer: str = "adamw"
     """adamw or lion (the public code's)"""
     actor_eps: float = 1e-5
     """AdamW eps of the policy: π = ρ at the start gives near-zero gradients that 1e-8 blows up"""
-    critic_steps: int = 2
+    critic_steps: int = 4
     """critic gradient steps per batch"""
+    actor_steps: int = 4
+    """policy gradient steps per batch (toward π* of the critic after its steps)"""
     grad_clip: float = 10.0
     """global gradient-norm clip"""
     critic_loss: str = "huber"
     """huber or mse"""
     reward_baseline: float = 0.1
     """rewards minus a running mean (this EMA rate) so that Q = 0 means "average"; 0 disables"""
+    zero_rewards: bool = False
+    """learn from reward 0 on every step (a control: the same updates without the signal)"""
     temperature: float = 0.8
     """sampling temperature"""
     top_k: int = 50
@@ -91,6 +104,7 @@ class EtpoConfig:
     def __post_init__(self) -> None:
         choices = {
             "mode": MODES,
+            "q_param": Q_PARAMS,
             "dtype": tuple(DTYPES),
             "optimizer": OPTIMIZERS,
             "critic_loss": ("huber", "mse"),
@@ -108,6 +122,7 @@ class EtpoConfig:
             "env_steps_per_update",
             "max_episode_steps",
             "critic_steps",
+            "actor_steps",
             "top_k",
             "max_new_tokens",
             "lora_r",
@@ -122,10 +137,14 @@ class EtpoConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"EtpoConfig.{name}={value!r} must be a number > 0")
-        for name in ("gamma", "polyak", "reward_baseline"):
+        for name in ("gamma", "polyak", "reward_baseline", "td_lambda"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"EtpoConfig.{name}={value!r} must be in [0, 1]")
+        if not isinstance(self.zero_rewards, bool):
+            raise ConfigError(
+                f"EtpoConfig.zero_rewards={self.zero_rewards!r} must be True or False"
+            )
         if self.step_timeout <= 0:
             raise ConfigError(f"EtpoConfig.step_timeout={self.step_timeout!r} must be > 0")
         if not isinstance(self.eval_episodes, int) or self.eval_episodes < 0:

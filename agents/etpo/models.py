@@ -1,18 +1,28 @@
 """The four language models of ETPO: the policy π, the critic Q, the target critic Q̄, the
 reference ρ — as full copies, or as one frozen base with LoRA adapters.
 
-``mode="full"`` (as in the paper): π and Q are trainable copies of the base model, Q's LM-head
-logits read as Q-values over the vocabulary; Q̄ is a frozen polyak copy of Q; ρ a frozen copy.
+``mode="full"`` (as in the paper): π and Q are trainable copies of the base model; Q̄ is a frozen
+polyak copy of Q; ρ a frozen copy.
 
 ``mode="lora"`` (one GPU for a 7B model): one frozen base with two ``peft`` LoRA adapters, ``pi``
 and ``q``, plus ``q_target`` (a polyak copy of ``q``). ρ is the base with the adapters disabled.
-Q and Q̄ read their values through their own trainable head over the vocabulary (initialised
-from the base's LM head): a base's head is usually tied to its input embeddings, so it cannot
-be both frozen for π/ρ and trained for Q.
 
-Trainable weights and optimizer states are float32 (master weights); ``dtype`` sets the compute
-precision (autocast), and frozen copies are stored in it. So a 1e-6 learning-rate step is not
-rounded away as it is when fp16 weights are trained directly (a defect of the public code).
+How the critic's outputs are read as Q (``q_param``, see ``soft_bellman``):
+
+* ``"head"``: Q is a head over the vocabulary on the critic's last hidden state, initialised to
+  zero (so ``Q ≡ 0`` and ``π* = ρ`` at the start, and a token never taken keeps ``Q = 0``).
+* ``"dueling"``: ``Q = V + β·(log π_Q − log ρ)``, where ``π_Q`` is the critic LM's softmax and
+  ``V`` a scalar value head on its last hidden state, zero at the start (so ``Q ≡ 0`` and
+  ``π* = ρ`` at the start). With LoRA, ``π_Q`` is the base's own head through adapter ``q``.
+* ``"paper"``: the critic LM's logits are Q. With LoRA, Q and Q̄ read them through their own
+  trainable head over the vocabulary (initialised from the base's LM head): a base's head is
+  usually tied to its input embeddings, so it cannot be both frozen for π/ρ and trained for Q.
+
+Precision: trainable weights and optimizer states are float32 (master weights), and so is Q̄
+(a polyak step ``(1 − τ)·(Q − Q̄)`` with τ = 0.995 is below bf16's resolution of Q̄'s weights).
+``dtype`` sets the compute precision (autocast); ρ and, with LoRA, the frozen base are stored in
+it. So a 1e-6 learning-rate step is not rounded away as it is when fp16 weights are trained
+directly (a defect of the public code); fp16 compute needs the trainer's gradient scaler.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from etpo_gym.errors import ConfigError
 from .soft_bellman import polyak_update
 
 MODES = ("full", "lora")
+Q_PARAMS = ("head", "dueling", "paper")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ROLES = ("pi", "q", "q_target", "rho")
 
@@ -70,6 +81,7 @@ class EtpoModels:
         lora_alpha: int = 32,
         lora_dropout: float = 0.0,
         lora_target_modules: Sequence[str] | None = None,
+        q_param: str = "head",
         seed: int = 0,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -80,8 +92,11 @@ class EtpoModels:
             raise ConfigError(f"mode={mode!r} is not known; accepted: {', '.join(MODES)}")
         if dtype not in DTYPES:
             raise ConfigError(f"dtype={dtype!r} is not known; accepted: {', '.join(DTYPES)}")
+        if q_param not in Q_PARAMS:
+            raise ConfigError(f"q_param={q_param!r} is not known; accepted: {', '.join(Q_PARAMS)}")
         self.path = resolve_model_path(model_path)
         self.mode = mode
+        self.q_param = q_param
         self.device = torch.device(device)
         self.dtype = dtype
         self.compute_dtype = DTYPES[dtype]
@@ -96,12 +111,31 @@ class EtpoModels:
             getattr(base.config, "n_positions", None)
             or getattr(base.config, "max_position_embeddings", 2048)
         )
-        frozen_dtype = self.compute_dtype
+        lm_head = base.get_output_embeddings()
+        vocab, width = lm_head.weight.shape
+        # Heads of Q (trainable, float32) and Q̄ (their float32 polyak copies): the dueling Q's
+        # value head and the zero-initialised vocabulary head start at 0, so Q ≡ 0 at the start.
+        # A LoRA critic reads the paper's Q through its own copy of the LM head (copied here,
+        # before the base is cast: float32 master weights).
+        self.q_value = _zero_linear(width, 1) if q_param == "dueling" else None
+        self.q_head = None
+        if q_param == "head":
+            self.q_head = _zero_linear(width, vocab)
+        elif q_param == "paper" and mode == "lora":
+            self.q_head = _head_copy(lm_head)
+        for name in ("q_value", "q_head"):
+            module = getattr(self, name)
+            if module is not None:
+                setattr(self, name, module.to(self.device))
+        self.q_target_value, self.q_target_head = (
+            None if m is None else _frozen(copy.deepcopy(m), torch.float32)
+            for m in (self.q_value, self.q_head)
+        )
         if mode == "full":
             self.pi = base.to(self.device)
             self.q = copy.deepcopy(base).to(self.device)
-            self.q_target = _frozen(copy.deepcopy(self.q), frozen_dtype)
-            self.rho = _frozen(copy.deepcopy(base), frozen_dtype)
+            self.q_target = _frozen(copy.deepcopy(self.q), torch.float32)
+            self.rho = _frozen(copy.deepcopy(base), self.compute_dtype)
             # eval(): no dropout in any role (as TRL does for RL): the π and Q that are trained
             # must be the functions that the targets, the KL and the samples come from.
             self.pi.eval()
@@ -119,14 +153,13 @@ class EtpoModels:
                 bias="none",
                 task_type="CAUSAL_LM",
             )
-            for p in base.parameters():
-                p.requires_grad_(False)
+            base = _frozen(base, self.compute_dtype)
             self.peft = get_peft_model(base, lora, adapter_name="pi").to(self.device)
             self.peft.add_adapter("q", lora)
             self.peft.add_adapter("q_target", lora)
-            head = base.get_output_embeddings()
-            self.q_head = _head_copy(head).to(self.device)
-            self.q_target_head = _frozen(_head_copy(head), torch.float32).to(self.device)
+            for name, p in self.peft.named_parameters():
+                if "lora_" in name:  # adapters are float32 whatever the base's dtype
+                    p.data = p.data.float()
             self._copy_adapter("q", "q_target")
             self.peft.eval()  # no dropout, as in full mode
         self._pi_params = self._collect("pi")
@@ -137,13 +170,16 @@ class EtpoModels:
 
     def _collect(self, role: str) -> list[nn.Parameter]:
         if self.mode == "full":
-            return list(getattr(self, role).parameters())
+            return list(getattr(self, role).parameters()) + self._head_params(role)
         params = [p for n, p in self.peft.named_parameters() if f".{role}." in n and "lora_" in n]
-        if role == "q":
-            params += list(self.q_head.parameters())
-        if role == "q_target":
-            params += list(self.q_target_head.parameters())
-        return params
+        return params + self._head_params(role)
+
+    def _head_params(self, role: str) -> list[nn.Parameter]:
+        heads = {
+            "q": (self.q_head, self.q_value),
+            "q_target": (self.q_target_head, self.q_target_value),
+        }.get(role, ())
+        return [p for head in heads if head is not None for p in head.parameters()]
 
     def policy_parameters(self) -> list[nn.Parameter]:
         """π's trainable parameters (float32)."""
@@ -155,7 +191,7 @@ class EtpoModels:
 
     @torch.no_grad()
     def polyak(self, tau: float) -> None:
-        """Q̄ ← tau·Q̄ + (1 − tau)·Q."""
+        """Q̄ ← tau·Q̄ + (1 − tau)·Q, in float32 (Q̄ and Q are float32 in every mode and dtype)."""
         polyak_update(self._q_target_params, self._q_params, tau)
 
     def _copy_adapter(self, source: str, target: str) -> None:
@@ -200,11 +236,11 @@ class EtpoModels:
 
     @contextlib.contextmanager
     def _role(self, role: str) -> Iterator[tuple[nn.Module, nn.Module | None]]:
-        """(module to call, separate head or None) for ``role``."""
+        """(module to call, separate vocabulary head or None) for ``role``."""
         if role not in ROLES:
             raise ConfigError(f"role={role!r} is not known; accepted: {', '.join(ROLES)}")
         if self.mode == "full":
-            yield getattr(self, role), None
+            yield getattr(self, role), {"q": self.q_head, "q_target": self.q_target_head}.get(role)
             return
         if role == "rho":
             with self.peft.disable_adapter():
@@ -218,25 +254,32 @@ class EtpoModels:
 
     def _forward(
         self, role: str, ids: torch.Tensor, attention: torch.Tensor, keep: int
-    ) -> torch.Tensor:
-        """Logits (B, keep, V) at the last ``keep`` positions of left-padded ``ids``."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, keep, V) at the last ``keep`` positions of left-padded ``ids``, and, for
+        Q and Q̄ with the dueling Q, the value head's output there (B, keep) float32."""
         positions = (attention.cumsum(-1) - 1).clamp_min(0)
+        value_head = {"q": self.q_value, "q_target": self.q_target_value}.get(role)
         with self._role(role) as (module, head), self._autocast():
-            if head is None:
-                return module(
+            if head is None and value_head is None:
+                logits = module(
                     input_ids=ids,
                     attention_mask=attention,
                     position_ids=positions,
                     logits_to_keep=keep,
                 ).logits
-            hidden = module(
+                return logits, None
+            out = module(
                 input_ids=ids,
                 attention_mask=attention,
                 position_ids=positions,
                 output_hidden_states=True,
-                logits_to_keep=1,
-            ).hidden_states[-1][:, -keep:]
-            return head(hidden)
+                # a separate head reads the hidden states: the LM's own logits go unused
+                logits_to_keep=1 if head is not None else keep,
+            )
+            hidden = out.hidden_states[-1][:, -keep:]
+            logits = out.logits if head is None else head(hidden)
+            values = None if value_head is None else value_head(hidden).squeeze(-1).float()
+            return logits, values
 
     def _truncate_prompt(self, prompt: list[int], room: int) -> list[int]:
         keep = max(1, self.context - room)
@@ -250,7 +293,19 @@ class EtpoModels:
         *,
         grad: bool = False,
     ) -> torch.Tensor:
-        """Logits (B, T+1, V) over each action token (see ``soft_bellman``'s alignment).
+        """Logits (B, T+1, V) over each action token (see ``soft_bellman``'s alignment)."""
+        return self.action_outputs(role, prompt_ids, action_ids, grad=grad)[0]
+
+    def action_outputs(
+        self,
+        role: str,
+        prompt_ids: Sequence[Sequence[int]],
+        action_ids: Sequence[Sequence[int]],
+        *,
+        grad: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T+1, V) over each action token and, for Q/Q̄ with the dueling Q, values
+        (B, T+1) float32 at the same positions (else ``None``).
 
         Rows are laid out ``[pad…, prompt, action, pad…]`` so that the last ``T + 1``
         positions of every row are the action positions; prompts are left-truncated to fit.
@@ -268,10 +323,17 @@ class EtpoModels:
 
     def first_logits(self, role: str, prompt_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """Logits (B, V) after each prompt (the first action position); no gradient."""
+        return self.first_outputs(role, prompt_ids)[0]
+
+    def first_outputs(
+        self, role: str, prompt_ids: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, V) after each prompt and, as in :meth:`action_outputs`, values (B,)."""
         rows = [self._truncate_prompt(list(p), 1) for p in prompt_ids]
         ids, attention = self._left_pad(rows, [[1] * len(r) for r in rows])
         with torch.no_grad():
-            return self._forward(role, ids, attention, 1)[:, 0]
+            logits, values = self._forward(role, ids, attention, 1)
+        return logits[:, 0], None if values is None else values[:, 0]
 
     def _left_pad(
         self, rows: Sequence[Sequence[int]], masks: Sequence[Sequence[int]]
@@ -350,7 +412,12 @@ class EtpoModels:
             merged = merged.merge_and_unload(adapter_names=["pi"])
             merged.save_pretrained(policy, safe_serialization=True)
         self.tokenizer.save_pretrained(policy)
-        meta = {"base": str(self.path), "mode": self.mode, "dtype": self.dtype}
+        meta = {
+            "base": str(self.path),
+            "mode": self.mode,
+            "dtype": self.dtype,
+            "q_param": self.q_param,
+        }
         (directory / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     def load(self, directory: str | Path) -> None:
@@ -364,11 +431,13 @@ class EtpoModels:
         def size(params: Sequence[torch.Tensor]) -> int:
             return sum(p.numel() * p.element_size() for p in params)
 
-        if self.mode == "full":
-            return {role: size(list(getattr(self, role).parameters())) for role in ROLES}
-        base = [p for n, p in self.peft.named_parameters() if "lora_" not in n]
+        shared = (
+            {"rho": size(list(self.rho.parameters()))}
+            if self.mode == "full"
+            else {"base": size([p for n, p in self.peft.named_parameters() if "lora_" not in n])}
+        )
         return {
-            "base": size(base),
+            **shared,
             "pi": size(self._pi_params),
             "q": size(self._q_params),
             "q_target": size(self._q_target_params),
@@ -381,6 +450,14 @@ def _frozen(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
+
+
+def _zero_linear(width: int, outputs: int) -> nn.Linear:
+    """A float32 head ``h ↦ W·h + b`` with ``W = 0, b = 0``: outputs 0 until trained."""
+    head = nn.Linear(width, outputs)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 def _head_copy(head: nn.Module) -> nn.Linear:

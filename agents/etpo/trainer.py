@@ -2,7 +2,7 @@
 
 One update: roll out ``env_steps_per_update`` vector-env steps with π (multi-step episodes: after
 a failure the next observation is a reflection prompt), compute per-token soft Bellman targets
-with the target critic Q̄, take ``critic_steps`` critic steps, one policy step toward
+with the target critic Q̄, take ``critic_steps`` critic steps, ``actor_steps`` policy steps toward
 ``π ∝ ρ·exp(Q/β)``, and move Q̄ toward Q. Metrics go to ``metrics.jsonl`` (one record per
 update), checkpoints to ``checkpoint/``; ``resume`` continues a killed run with nothing lost.
 """
@@ -49,10 +49,51 @@ def run_name(cfg: EtpoConfig) -> str:
     return f"{task}__etpo__{cfg.seed}__{int(time.time())}"
 
 
+def task_list(task: str) -> list[str]:
+    """The tasks of a ``task`` setting: one name or path, or several joined by commas."""
+    return [t.strip() for t in task.split(",") if t.strip()]
+
+
+def env_config(cfg: EtpoConfig) -> EtpoConfig:
+    """``cfg`` as :func:`make_envs` takes it: several tasks become one multi-task env id."""
+    tasks = task_list(cfg.task)
+    if len(tasks) < 2 or cfg.env_id.split(":")[-1] not in etpo_gym.ENV_IDS:
+        return cfg
+    from .multitask import ENV_ID
+
+    kwargs: dict[str, Any] = dict(
+        env_id=cfg.env_id.split(":")[-1],
+        sandbox=cfg.sandbox,
+        max_steps=cfg.max_episode_steps,
+        timeout=cfg.step_timeout,
+    )
+    if cfg.target:
+        kwargs["target"] = cfg.target
+    if cfg.sandbox == "local":
+        # Each task's env would keep a kernel pre-started for its next episode: with k tasks,
+        # k spare kernels per env, most idle and those left at the end never used.
+        kwargs["sandbox_kwargs"] = {"prestart": False}
+    return dataclasses.replace(
+        cfg, env_id=ENV_ID, extra_env_kwargs={"tasks": tasks, **kwargs, **cfg.extra_env_kwargs}
+    )
+
+
+def shape_reward(reward: float, baseline: float | None, rate: float) -> tuple[float, float]:
+    """``(reward − baseline, next baseline)``: the baseline is an exponential moving average of
+    rewards at ``rate`` that starts at the first reward (so that reward is shaped to 0); with
+    ``rate = 0`` rewards pass unchanged. Subtracting it makes Q = 0 mean "an average action"."""
+    if baseline is None:
+        baseline = reward
+    shaped = reward - baseline if rate else reward
+    return shaped, baseline + rate * (reward - baseline)
+
+
 def make_envs(cfg: EtpoConfig, num_envs: int | None = None) -> gym.vector.VectorEnv:
-    """Synchronous vector env (kernels are separate processes already)."""
+    """The vector env: async for the DataSci envs (each env steps in its own process, so the
+    envs' kernels run side by side), sync for others (the in-process toy env)."""
     kwargs: dict[str, Any] = dict(cfg.extra_env_kwargs)
-    if cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS:
+    datasci = cfg.env_id.split(":")[-1] in etpo_gym.ENV_IDS
+    if datasci:
         kwargs.update(
             task=cfg.task,
             sandbox=cfg.sandbox,
@@ -66,7 +107,7 @@ def make_envs(cfg: EtpoConfig, num_envs: int | None = None) -> gym.vector.Vector
     return gym.make_vec(
         cfg.env_id,
         num_envs=num_envs or cfg.num_envs,
-        vectorization_mode="sync",
+        vectorization_mode="async" if datasci else "sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         **kwargs,
     )
@@ -97,56 +138,84 @@ def etpo_update(
     cfg: EtpoConfig,
     actor_opt: torch.optim.Optimizer,
     critic_opt: torch.optim.Optimizer,
+    scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None,
 ) -> dict[str, float]:
-    """One ETPO update on ``batch``; returns timings and losses."""
+    """One ETPO update on ``batch``; returns timings and losses.
+
+    ``scalers`` (critic's, actor's) scale the losses for fp16 compute; ``None`` or disabled
+    scalers leave them as they are.
+    """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     b = collate(batch, models.device)
-    prompts, actions_list, mask, width = (
-        b["prompts"],
-        b["actions_list"],
-        b["mask"],
-        b["mask"].shape[1],
-    )
+    prompts, actions_list, actions, mask = b["prompts"], b["actions_list"], b["actions"], b["mask"]
+    width = mask.shape[1]
+    dueling = models.q_param == "dueling"
+    critic_scaler, actor_scaler = scalers or (_off_scaler(), _off_scaler())
 
     # 1. targets from Q̄, π and ρ (no gradient)
     with torch.no_grad():
-        q_bar = models.action_logits("q_target", prompts, actions_list)
+        q_bar, v_bar = models.action_outputs("q_target", prompts, actions_list)
         pi_old = models.action_logits("pi", prompts, actions_list)
         rho = models.action_logits("rho", prompts, actions_list)
-        next_values = sb.soft_values(q_bar[:, 1:], pi_old[:, 1:], rho[:, 1:], cfg.beta)
-        next_obs = [
-            models.first_logits(r, b["next_prompts"])[:, None] for r in ("q_target", "pi", "rho")
-        ]
-        next_obs_values = sb.soft_values(*next_obs, cfg.beta)[:, 0]
+        nq, nv = models.first_outputs("q_target", b["next_prompts"])
+        npi, nrho = (models.first_logits(r, b["next_prompts"])[:, None] for r in ("pi", "rho"))
+        if dueling:
+            assert v_bar is not None and nv is not None
+            next_values = sb.dueling_soft_values(
+                q_bar[:, 1:], v_bar[:, 1:], pi_old[:, 1:], cfg.beta
+            )
+            next_obs_values = sb.dueling_soft_values(nq[:, None], nv[:, None], npi, cfg.beta)[:, 0]
+        else:
+            next_values = sb.soft_values(q_bar[:, 1:], pi_old[:, 1:], rho[:, 1:], cfg.beta)
+            next_obs_values = sb.soft_values(nq[:, None], npi, nrho, cfg.beta)[:, 0]
+        next_path_kl = None
+        if cfg.td_lambda > 0:
+            log_ratio = sb.taken_log_probs(pi_old[:, :width], actions, mask) - sb.taken_log_probs(
+                rho[:, :width], actions, mask
+            )
+            next_path_kl = cfg.beta * torch.nn.functional.pad(log_ratio[:, 1:], (0, 1))
         targets = sb.soft_bellman_targets(
-            next_values, next_obs_values, b["rewards"], b["dones"], mask, cfg.gamma
+            next_values,
+            next_obs_values,
+            b["rewards"],
+            b["dones"],
+            mask,
+            cfg.gamma,
+            td_lambda=cfg.td_lambda,
+            next_path_kl=next_path_kl,
         )
-        del q_bar, next_obs
+        del q_bar, nq, npi, nrho
     timings["time/targets"] = time.perf_counter() - clock
 
     # 2. critic steps on the taken tokens
     clock = time.perf_counter()
     for _ in range(cfg.critic_steps):
-        q = models.action_logits("q", prompts, actions_list, grad=True)[:, :width]
-        loss_q = sb.critic_loss(q, b["actions"], targets, mask, kind=cfg.critic_loss)
-        critic_opt.zero_grad(set_to_none=True)
-        loss_q.backward()
-        torch.nn.utils.clip_grad_norm_(models.critic_parameters(), cfg.grad_clip)
-        critic_opt.step()
+        q, v = models.action_outputs("q", prompts, actions_list, grad=True)
+        if dueling:
+            assert v is not None
+            q_taken = sb.dueling_q_taken(
+                q[:, :width], v[:, :width], rho[:, :width], actions, mask, cfg.beta
+            )
+            loss_q = sb.critic_loss_taken(q_taken, targets, mask, kind=cfg.critic_loss)
+        else:
+            loss_q = sb.critic_loss(q[:, :width], actions, targets, mask, kind=cfg.critic_loss)
+        _step(critic_opt, critic_scaler, loss_q, models.critic_parameters(), cfg.grad_clip)
     timings["time/critic"] = time.perf_counter() - clock
 
-    # 3. policy step toward π ∝ ρ·exp(Q/β); the no-grad Q forward comes first (with LoRA, an
+    # 3. policy step toward π* ∝ ρ·exp(Q/β); the no-grad Q forward comes first (with LoRA, an
     #    adapter switch after π's forward would cut π's gradient)
     clock = time.perf_counter()
     with torch.no_grad():
-        q_now = models.action_logits("q", prompts, actions_list)[:, :width]
-    pi = models.action_logits("pi", prompts, actions_list, grad=True)[:, :width]
-    loss_pi = sb.policy_loss(pi, rho[:, :width], q_now, mask, cfg.beta)
-    actor_opt.zero_grad(set_to_none=True)
-    loss_pi.backward()
-    torch.nn.utils.clip_grad_norm_(models.policy_parameters(), cfg.grad_clip)
-    actor_opt.step()
+        q_now, v_now = models.action_outputs("q", prompts, actions_list)
+        q_now = q_now[:, :width]
+    for _ in range(cfg.actor_steps):
+        pi = models.action_logits("pi", prompts, actions_list, grad=True)[:, :width]
+        if dueling:
+            loss_pi = sb.dueling_policy_loss(pi, q_now, mask, cfg.beta)
+        else:
+            loss_pi = sb.policy_loss(pi, rho[:, :width], q_now, mask, cfg.beta)
+        _step(actor_opt, actor_scaler, loss_pi, models.policy_parameters(), cfg.grad_clip)
     timings["time/actor"] = time.perf_counter() - clock
 
     # 4. target critic
@@ -155,17 +224,87 @@ def etpo_update(
         kl = sb.masked_mean(sb.kl_divergence(pi_old[:, :width], rho[:, :width]), mask)
         ent = sb.masked_mean(sb.entropy(pi_old[:, :width]), mask)
         last = sb.last_token_mask(mask)
-        q_last = q_now.gather(-1, b["actions"].unsqueeze(-1)).squeeze(-1)[last].mean()
+        if dueling:
+            assert v_now is not None
+            q_all = sb.dueling_q_taken(
+                q_now, v_now[:, :width], rho[:, :width], actions, mask, cfg.beta
+            )
+            star_kl = sb.kl_divergence(q_now, rho[:, :width])  # π* = π_Q
+        else:
+            q_all = q_now.gather(-1, actions.unsqueeze(-1)).squeeze(-1).float()
+            star_kl = sb.soft_greedy_kl(q_now, rho[:, :width], cfg.beta)
     return {
         "losses/critic": loss_q.item(),
         "losses/policy": loss_pi.item(),
         "stats/kl": float(kl),
+        "stats/soft_greedy_kl": float(sb.masked_mean(star_kl, mask)),
         "stats/entropy": float(ent),
-        "stats/q_last_token": float(q_last),
+        "stats/q_last_token": float(q_all[last].mean()),
         "stats/target_mean": float(sb.masked_mean(targets, mask)),
         "stats/action_tokens": float(mask.sum(1).float().mean()),
         **timings,
     }
+
+
+def _off_scaler() -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cpu", enabled=False)
+
+
+def _step(
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss: torch.Tensor,
+    params: list[torch.nn.Parameter],
+    clip: float,
+) -> None:
+    """Backward, clip the true (unscaled) gradient norm, step; a scaler that finds inf/NaN
+    gradients skips the step and lowers its scale."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    scaler.step(opt)
+    scaler.update()
+
+
+@dataclass
+class StepOutcome:
+    """What one env of a vector-env step returned, as the learner needs it."""
+
+    reward: float
+    done: bool
+    """terminated: the target gets no bootstrap (a truncated episode is not done: it bootstraps)"""
+    ended: bool
+    """terminated or truncated: the episode is over (the env was reset within the step)"""
+    last_obs: str
+    """the observation after the action (for an ended episode, its final one)"""
+    status: str
+    task: str
+    infra_error: bool
+
+
+def step_outcomes(
+    next_obs: Any, rewards: Any, terminated: Any, truncated: Any, infos: dict[str, Any], task: str
+) -> list[StepOutcome]:
+    """Per env, the outcome of a same-step-autoreset vector-env step."""
+    out = []
+    for i in range(len(rewards)):
+        ended = bool(terminated[i] or truncated[i])
+        # for an ended episode, the step's own info and last observation are kept aside by the
+        # vector env (next_obs[i] is already the next episode's first)
+        step_info = infos["final_info"] if ended else infos
+        out.append(
+            StepOutcome(
+                reward=float(rewards[i]),
+                done=bool(terminated[i]),
+                ended=ended,
+                last_obs=str(infos["final_obs"][i] if ended else next_obs[i]),
+                status=str(_info_at(step_info, "status", i, "ok")),
+                task=str(_info_at(step_info, "task", i, task)),
+                infra_error=bool(_info_at(step_info, "infra_error", i, False)),
+            )
+        )
+    return out
 
 
 def _info_at(infos: dict[str, Any], key: str, i: int, default: Any = None) -> Any:
@@ -209,12 +348,17 @@ def train(
         dtype=cfg.dtype,
         lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
+        q_param=cfg.q_param,
         seed=cfg.seed,
     )
     actor_opt = make_optimizer(
         models.policy_parameters(), cfg.optimizer, cfg.actor_lr, eps=cfg.actor_eps
     )
     critic_opt = make_optimizer(models.critic_parameters(), cfg.optimizer, cfg.critic_lr)
+    # fp16 gradients underflow without loss scaling; bf16 and float32 need none
+    scalers = tuple(
+        torch.amp.GradScaler(models.device.type, enabled=cfg.dtype == "float16") for _ in "ca"
+    )
     state = {"update": 0, "baseline": None, "best": {}, "env_steps": 0, "episodes": 0}
     ckpt = out / "checkpoint"
     if resume is not None and (ckpt / "trainer.pt").is_file():
@@ -222,12 +366,14 @@ def train(
         saved_state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=False)
         actor_opt.load_state_dict(saved_state["actor_opt"])
         critic_opt.load_state_dict(saved_state["critic_opt"])
+        for scaler, saved in zip(scalers, saved_state.get("scalers", ())):
+            scaler.load_state_dict(saved)
         state = saved_state["state"]
         torch.set_rng_state(saved_state["torch_rng"])
     _truncate_metrics(out / "metrics.jsonl", state["update"])
 
     # -- rollout + learning loop ---------------------------------------------------------------
-    envs = make_envs(cfg)
+    envs = make_envs(env_config(cfg))
     try:
         n = cfg.num_envs
         first_seed = cfg.seed * 100_003 + state["update"] * n
@@ -261,37 +407,32 @@ def train(
                 next_obs, rewards, terminated, truncated, infos = envs.step([s[2] for s in samples])
                 env_s += time.perf_counter() - clock
                 state["env_steps"] += n
-                for i, (prompt_ids, action_ids, code) in enumerate(samples):
-                    ended = bool(terminated[i] or truncated[i])
-                    # for an ended episode, the step's own info and last observation are kept
-                    # aside by the vector env (next_obs[i] is already the next episode's)
-                    step_info = infos["final_info"] if ended else infos
-                    last_obs = infos["final_obs"][i] if ended else next_obs[i]
-                    if _info_at(step_info, "infra_error", i, False):
+                outcomes = step_outcomes(next_obs, rewards, terminated, truncated, infos, cfg.task)
+                for i, ((prompt_ids, action_ids, code), o) in enumerate(zip(samples, outcomes)):
+                    if o.infra_error:
                         continue  # the sandbox failed, not the agent: never learned from
-                    reward = float(rewards[i])
-                    raw_rewards.append(reward)
-                    statuses.append(str(_info_at(step_info, "status", i, "ok")))
-                    returns[i] += reward
-                    if state["baseline"] is None:
-                        state["baseline"] = reward
-                    shaped = reward - (state["baseline"] if cfg.reward_baseline else 0.0)
-                    state["baseline"] += cfg.reward_baseline * (reward - state["baseline"])
+                    raw_rewards.append(o.reward)
+                    statuses.append(o.status)
+                    returns[i] += o.reward
+                    shaped, state["baseline"] = shape_reward(
+                        0.0 if cfg.zero_rewards else o.reward,
+                        state["baseline"],
+                        cfg.reward_baseline,
+                    )
                     batch.append(
                         Transition(
                             prompt_ids,
                             action_ids or [models.tokenizer.eos_token_id],
                             shaped,
-                            models.encode(last_obs),
-                            bool(terminated[i]),
+                            models.encode(o.last_obs),
+                            o.done,
                         )
                     )
-                    task = str(_info_at(step_info, "task", i, cfg.task))
-                    best = state["best"].get(task)
-                    if statuses[-1] == "ok" and (best is None or reward > best["reward"]):
-                        state["best"][task] = {"reward": reward, "code": code, "update": update}
-                        _write_best(out / "best", task, state["best"][task])
-                    if ended:
+                    best = state["best"].get(o.task)
+                    if o.status == "ok" and (best is None or o.reward > best["reward"]):
+                        state["best"][o.task] = {"reward": o.reward, "code": code, "update": update}
+                        _write_best(out / "best", o.task, state["best"][o.task])
+                    if o.ended:
                         finished_returns.append(float(returns[i]))
                         returns[i] = 0.0
                         state["episodes"] += 1
@@ -299,7 +440,7 @@ def train(
 
             metrics: dict[str, Any] = {"update": update + 1, "global_step": state["env_steps"]}
             if batch:
-                metrics.update(etpo_update(models, batch, cfg, actor_opt, critic_opt))
+                metrics.update(etpo_update(models, batch, cfg, actor_opt, critic_opt, scalers))
             ok = [s == "ok" for s in statuses]
             metrics.update(
                 {
@@ -321,7 +462,7 @@ def train(
             _append_jsonl(out / "metrics.jsonl", metrics)
             state["update"] = update + 1
             if state["update"] % cfg.checkpoint_every == 0 or state["update"] == cfg.steps:
-                _save_checkpoint(ckpt, models, actor_opt, critic_opt, state)
+                _save_checkpoint(ckpt, models, actor_opt, critic_opt, state, scalers)
             bar.set_postfix(
                 valid=f"{metrics['charts/valid_rate'] or 0:.2f}",
                 kl=f"{metrics.get('stats/kl', 0):.3f}",
@@ -332,8 +473,11 @@ def train(
         envs.close()
     plot_curve(out / "metrics.jsonl", out / "curve.png")
     if cfg.eval_episodes:
-        result = evaluate(out, cfg.task, cfg.eval_episodes, seed=10_000 + cfg.seed, cfg=cfg)
-        (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        results = {
+            task: evaluate(out, task, cfg.eval_episodes, seed=10_000 + cfg.seed, cfg=cfg)
+            for task in task_list(cfg.task)
+        }
+        (out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
     return out
 
 
@@ -375,6 +519,7 @@ def _save_checkpoint(
     actor_opt: torch.optim.Optimizer,
     critic_opt: torch.optim.Optimizer,
     state: dict[str, Any],
+    scalers: tuple[torch.amp.GradScaler, ...] = (),
 ) -> None:
     """Write the checkpoint into a fresh directory, then swap it in (a kill leaves the old one)."""
     import shutil
@@ -386,6 +531,7 @@ def _save_checkpoint(
         {
             "actor_opt": actor_opt.state_dict(),
             "critic_opt": critic_opt.state_dict(),
+            "scalers": [scaler.state_dict() for scaler in scalers],
             "state": state,
             "torch_rng": torch.get_rng_state(),
         },
@@ -430,15 +576,21 @@ def evaluate(
     seed: int = 10_000,
     cfg: EtpoConfig | None = None,
     device: str = "cpu",
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Score π (``DIR/checkpoint/policy`` or ``DIR/policy`` or a HF dir) on ``episodes`` fresh
-    episodes drawn from ``seed``: one attempt each (the policy's one-shot reward; −1 on error)."""
+    episodes drawn from ``seed``: one attempt each (the policy's one-shot reward; −1 on error).
+    ``temperature`` (0: greedy) overrides ``cfg``'s."""
     from .agent import EtpoAgent
 
+    if temperature is None:
+        temperature = cfg.temperature if cfg else 0.8
+    if temperature < 0:
+        raise ConfigError(f"temperature={temperature!r} must be >= 0 (0: greedy)")
     agent = EtpoAgent.from_checkpoint(
         run_or_checkpoint,
         device=device,
-        temperature=cfg.temperature if cfg else 0.8,
+        temperature=temperature,
         max_new_tokens=cfg.max_new_tokens if cfg else 160,
         seed=seed,
     )

@@ -32,15 +32,16 @@ def sample_bodies(
 ) -> list[str]:
     """Draw ``n`` completions of ``prompt`` (text up to the first EOS, special tokens removed).
 
-    The prompt is left-truncated so that prompt + completion fit the model's context. The same
-    ``seed`` gives the same bodies; the caller's global torch RNG state is left untouched.
+    ``temperature=0`` decodes greedily (``n`` equal bodies). The prompt is left-truncated so that
+    prompt + completion fit the model's context. The same ``seed`` gives the same bodies; the
+    caller's global torch RNG state is left untouched.
     """
     import torch
 
     if n < 1:
         raise ConfigError(f"n={n!r} must be >= 1")
-    if not temperature > 0:
-        raise ConfigError(f"temperature={temperature!r} must be > 0 (sampling)")
+    if not temperature >= 0:
+        raise ConfigError(f"temperature={temperature!r} must be >= 0 (0: greedy)")
     config = model.config
     context = int(
         getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 2048)
@@ -51,20 +52,24 @@ def sample_bodies(
     ids = tokenizer(prompt, return_tensors="pt", verbose=False).input_ids
     ids = ids[:, -(context - max_new_tokens) :]
     device = next(model.parameters()).device
-    ids = ids.to(device).repeat(n, 1)
+    greedy = temperature == 0
+    ids = ids.to(device).repeat(1 if greedy else n, 1)
     eos = tokenizer.eos_token_id
+    sampling = {"do_sample": False} if greedy else {
+        "do_sample": True, "temperature": float(temperature), "top_k": int(top_k)
+    }  # fmt: skip
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
         out = model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
-            do_sample=True,
-            temperature=float(temperature),
-            top_k=int(top_k),
             max_new_tokens=int(max_new_tokens),
             eos_token_id=eos,
             pad_token_id=eos,
+            **sampling,
         )
+    if greedy:
+        out = out.repeat(n, 1)
     bodies = []
     for row in out[:, ids.shape[1] :].tolist():
         if eos in row:

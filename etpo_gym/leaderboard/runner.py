@@ -1,21 +1,23 @@
 """The benchmark runner: tasks × agents × seeds, one full episode per cell, resumable.
 
-Each finished cell is appended to ``DIR/results.jsonl`` as one line, written by the parent
-process only, flushed and fsynced. A run killed at any point and restarted with the same command
-drops a torn last line, skips the cells already recorded, and runs the rest: every cell ends up
-in the file exactly once. ``DIR/run.json`` pins the run's settings; restarting with different
-ones is an error that names the difference.
+Each finished cell is appended to ``DIR/results.jsonl`` as one line (see :mod:`.results`). A run
+killed at any point and restarted with the same command drops a torn last line, skips the cells
+already recorded, and runs the rest: every cell ends up in the file exactly once. ``DIR/run.json``
+pins the run's settings; restarting with different ones is an error that names the difference.
+Everything is checked (agents, tasks, env id and keywords, sandbox) before ``DIR`` is made, so
+bad input leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import importlib
-import json
 import os
+import pickle
 import platform
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -24,61 +26,18 @@ from typing import Any
 
 import gymnasium as gym
 
-from etpo_gym.agent import agent_name, run_episode
-from etpo_gym.errors import ConfigError, SandboxError
+import etpo_gym
+from etpo_gym.agent import agent_name, is_agent, load_agent, resolve_agent, run_episode
+from etpo_gym.errors import ConfigError, SandboxError, TaskError
+from etpo_gym.sandbox import resolve_backend
 
-from .suites import Suite, get_suite
+from .board import render
+from .results import append_result, cell_key, dumps, read_results, read_run, write_atomic
+from .suites import SUITES, Suite, get_suite
 
-BASELINE_SPECS = ("logreg", "random-forest", "hist-gb", "knn", "naive-bayes", "tree")
 PACKAGES = ("etpo-gym", "gymnasium", "numpy", "pandas", "scikit-learn", "jupyter_client", "torch")
-
-
-def load_agent(spec: str) -> Any:
-    """An agent from a CLI spec.
-
-    ``logreg``, ``random-forest``, ``hist-gb``, ``knn``, ``naive-bayes``, ``tree``,
-    ``random-template`` (baselines); ``lm`` or ``lm:PATH`` (zero-shot causal LM, the starter by
-    default); ``etpo:RUN_OR_CHECKPOINT_DIR`` (a trained ETPO policy); ``module:attr`` (an agent
-    object, class or factory importable from Python).
-    """
-    kind, _, arg = spec.partition(":")
-    if not arg and (kind in BASELINE_SPECS or kind == "random-template"):
-        from etpo_agents.baselines import make_baseline
-
-        return make_baseline(kind)
-    if kind == "lm":
-        from etpo_agents.lm_agent import LmAgent
-
-        return LmAgent(arg or "starter")
-    if kind == "etpo":
-        if not arg:
-            raise ConfigError("agent 'etpo' needs a checkpoint: etpo:RUN_DIR")
-        from etpo_agents.etpo.agent import EtpoAgent
-
-        return EtpoAgent.from_checkpoint(arg)
-    if arg:
-        try:
-            target = getattr(importlib.import_module(kind), arg)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"agent {spec!r}: cannot import {arg} from {kind} ({exc})") from exc
-        if isinstance(target, type) or (not hasattr(target, "act") and _is_factory(target)):
-            return target()  # a class or a zero-argument factory
-        return target  # an agent object or a plain callable agent
-    raise ConfigError(
-        f"unknown agent {spec!r}; accepted: {', '.join(BASELINE_SPECS)}, random-template, "
-        "lm[:PATH], etpo:DIR, or module:attr"
-    )
-
-
-def _is_factory(target: Any) -> bool:
-    """A zero-argument function returning an agent (not an agent function itself)."""
-    import inspect
-
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
-    return len(params) == 0
+#: Keywords the runner passes to ``gym.make`` itself; ``env_kwargs`` may not set them.
+RUNNER_KWARGS = ("task", "target", "drop", "sandbox", "max_steps", "timeout", "record_dir")
 
 
 @dataclass
@@ -95,45 +54,11 @@ class RunConfig:
     max_steps: int = 5
     timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def cell_key(task: str, agent: str, seed: int) -> str:
-    return f"{task}|{agent}|{seed}"
-
-
-def read_results(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Records of ``results.jsonl``; a torn last line (a kill mid-write) is dropped (and cut off
-    the file when ``repair``)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records, good_end = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        good_end += len(line)
-    if repair and good_end != len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(good_end)
-    return records
-
-
-def append_result(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as one line, in one write, flushed to disk."""
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """more ``gym.make`` keywords (``--env-kwargs``)"""
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a score depends on."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         with contextlib.suppress(PackageNotFoundError):
@@ -141,33 +66,47 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-_AGENTS: dict[str, Any] = {}
+_AGENTS: dict[str, Any] = {}  # per process: each agent is built once and reused for its cells
 
 
 def run_cell(
-    cfg: RunConfig, task_kwargs: dict[str, Any], task: str, agent_spec: str, seed: int, out: str
+    cfg: RunConfig,
+    task_kwargs: dict[str, Any],
+    task: str,
+    agent_key: str,
+    agent: Any,
+    seed: int,
+    out: str,
 ) -> dict[str, Any]:
-    """One episode of one agent on one task with one seed (runs in a worker process)."""
-    agent = _AGENTS.get(agent_spec)
-    if agent is None:
-        agent = _AGENTS[agent_spec] = load_agent(agent_spec)
+    """One episode of one agent on one task with one seed (may run in a worker process).
+
+    ``agent`` is an agent object, or a spec that this process builds once.
+    """
+    if isinstance(agent, str):
+        if agent_key not in _AGENTS:
+            _AGENTS[agent_key] = load_agent(agent)
+        agent = _AGENTS[agent_key]
     started = time.perf_counter()
-    record: dict[str, Any] = {"task": task, "agent": agent_spec, "seed": seed}
+    record: dict[str, Any] = {
+        "task": task,
+        "agent": agent_key,
+        "agent_name": agent_name(agent),
+        "seed": seed,
+    }
     env = None
     try:
         env = gym.make(
             cfg.env_id,
             **task_kwargs,
+            **cfg.extra,
             sandbox=cfg.sandbox,
             max_steps=cfg.max_steps,
             timeout=cfg.timeout,
-            record_dir=str(
-                Path(out) / "notebooks" / agent_spec.replace("/", "_").replace(":", "_")
-            ),
+            record_dir=str(Path(out) / "notebooks" / agent_key.replace("/", "_").replace(":", "_")),
         )
+        record["metric"] = env.unwrapped.task.metric
         result = run_episode(env, agent, seed=seed, task=task)
         record.update(result.to_dict())
-        record["agent_name"] = agent_name(agent)
     except SandboxError as exc:  # the machinery failed, not the agent: excluded from scores
         record.update(
             rewards=[], statuses=[], success=False, infra_errors=1, final_reward=None,
@@ -184,81 +123,175 @@ def run_cell(
         if env is not None:
             env.close()
     record["wall_s"] = round(time.perf_counter() - started, 3)
-    record["key"] = cell_key(task, agent_spec, seed)
+    record["key"] = cell_key(task, agent_key, seed)
     return record
 
 
+def _suite(tasks: str) -> Suite:
+    try:
+        return get_suite(tasks)
+    except TaskError as exc:
+        suites = ", ".join(s.id for s in SUITES.values())
+        raise ConfigError(
+            f"--tasks {tasks!r} is neither a suite ({suites}) nor a list of known tasks: {exc}"
+        ) from exc
+
+
+def _agents(agents: Sequence[str | Any], jobs: int) -> dict[str, Any]:
+    """``{key: agent object or spec}``: specs checked (and, for one job, built) here, in the
+    parent; worker processes build their own from the spec."""
+    if isinstance(agents, str) or not agents:
+        raise ConfigError(f"agents={agents!r}: give a list of agents, e.g. ['logreg', MyAgent()]")
+    out: dict[str, Any] = {}
+    for item in agents:
+        if isinstance(item, str):
+            key = item.strip()
+            if jobs == 1:
+                built = load_agent(key)
+            else:  # workers build their own; here only check that the spec is sound
+                resolve_agent(key)
+                built = key
+        else:
+            if not is_agent(item):
+                load_agent(item)  # raises the contract error
+            key, built = agent_name(item), item
+            if jobs > 1:
+                try:
+                    pickle.dumps(item)
+                except Exception as exc:
+                    raise ConfigError(
+                        f"agent {key!r} cannot be sent to worker processes (jobs={jobs}): "
+                        f"{type(exc).__name__}: {exc}; use jobs=1, or a spec such as module:attr"
+                    ) from exc
+        if key in out:
+            raise ConfigError(f"two agents are named {key!r}; give each agent its own name")
+        out[key] = built
+    return out
+
+
+def _env_check(
+    env_id: str, extra: dict[str, Any], task_kwargs: dict[str, Any], sandbox: str
+) -> None:
+    """Build (not start) one env, so a bad id or keyword fails before any file is written."""
+    if env_id.split(":")[-1] not in etpo_gym.ENV_IDS:
+        raise ConfigError(
+            f"env id {env_id!r} is not accepted; accepted: {', '.join(etpo_gym.ENV_IDS)}"
+        )
+    clash = sorted(set(extra) & set(RUNNER_KWARGS))
+    if clash:
+        raise ConfigError(
+            f"env keyword(s) {clash} are set by the runner; use its own options "
+            "(tasks, sandbox, max_steps, timeout)"
+        )
+    try:
+        gym.make(env_id, **task_kwargs, **extra, sandbox=sandbox).close()
+    except TypeError as exc:  # gym.make appends every keyword's value: keep the first sentence
+        reason = str(exc).split(" was raised from")[0]
+        raise ConfigError(f"env keywords {extra}: not accepted by {env_id}: {reason}") from exc
+
+
+def resolve_sandbox(requested: str) -> tuple[str, str]:
+    """``(backend, why)``: the backend ``requested`` means here (``auto`` → Docker or local)
+    and, for ``auto``, a note saying why."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend = resolve_backend(requested)
+    if caught:
+        return backend, f" ({caught[0].message})"
+    if requested == "auto":
+        return backend, " (auto: the Docker engine answers and the sandbox image is built)"
+    return backend, ""
+
+
 def run_benchmark(
-    agents: list[str],
+    agents: Sequence[str | Any],
     tasks: str,
     seeds: int,
     out: str | os.PathLike[str],
     *,
-    sandbox: str = "local",
+    sandbox: str = "auto",
     jobs: int = 1,
     max_steps: int = 5,
     timeout: float = 60.0,
     progress: bool = True,
     first_seed: int = 0,
     env_id: str = "DataSci-v0",
+    env_kwargs: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Run (or finish) a benchmark into ``out``; returns the directory. ``env_id``: any registered
-    id of the family (``DataSciNotebook-v0``: ``max_steps`` counts cells)."""
+    """Run (or finish) a benchmark into ``out``; returns the directory.
+
+    Args:
+        agents: agent specs (``"logreg"``, ``"lm"``, ``"etpo:RUN_DIR"``, ``"module:attr"``,
+            ``"path/to/file.py:attr"``) and agent objects, in any mix; an object's key on the
+            board is its ``name`` (or class name).
+        tasks: a suite (``core-v0``) or comma-separated task names.
+        seeds: episodes per agent and task, with seeds ``first_seed ...``.
+        out: the run directory; re-running the same call resumes it.
+        sandbox: ``auto`` (Docker when usable, else local), ``local`` or ``docker``; resolved once
+            here and recorded.
+        jobs: cells in parallel (worker processes; object agents must pickle).
+        env_id, env_kwargs: the env and more ``gym.make`` keywords (``DataSciNotebook-v0``:
+            ``max_steps`` counts cells).
+        log: called with one line saying which sandbox backend runs the cells, once every
+            argument has been checked.
+    """
     from tqdm.auto import tqdm
 
-    if not agents:
-        raise ConfigError("--agents: give at least one agent")
-    if seeds < 1:
-        raise ConfigError(f"--seeds {seeds}: must be >= 1")
-    if jobs < 1:
-        raise ConfigError(f"--jobs {jobs}: must be >= 1")
-    suite: Suite = get_suite(tasks)
-    for spec in agents:  # fail fast on a bad spec, before any episode runs
-        if not spec.startswith(("lm", "etpo:")):
-            load_agent(spec)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds {seeds!r}: must be an integer >= 1")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs {jobs!r}: must be an integer >= 1")
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise ConfigError(f"--first-seed {first_seed!r}: must be an integer >= 0")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ConfigError(f"--max-steps {max_steps!r}: must be an integer >= 1")
+    if not timeout or timeout <= 0:
+        raise ConfigError(f"--timeout {timeout!r}: must be a positive number of seconds")
+    suite = _suite(tasks)
+    task_kwargs = {t.name: t.env_kwargs() for t in suite.tasks}
+    backend, why = resolve_sandbox(sandbox)
+    extra = dict(env_kwargs or {})
+    _env_check(env_id, extra, next(iter(task_kwargs.values())), backend)
+    members = _agents(agents, jobs)
+    if log is not None:
+        log(f"sandbox {backend}{why}")
     cfg = RunConfig(
         suite=suite.id,
         suite_digest=suite.digest,
         tasks=[t.name for t in suite.tasks],
-        agents=list(agents),
+        agents=list(members),
         seeds=list(range(first_seed, first_seed + seeds)),
-        sandbox=sandbox,
+        sandbox=backend,
         env_id=env_id,
         max_steps=max_steps,
-        timeout=timeout,
+        timeout=float(timeout),
+        extra=extra,
     )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_json = out / "run.json"
-    if run_json.exists():
-        saved = json.loads(run_json.read_text())
-        diff = {
-            k: (saved["config"].get(k), v)
-            for k, v in asdict(cfg).items()
-            if saved["config"].get(k) != v
-        }
+    if (out / "run.json").exists():
+        saved = read_run(out)["config"]
+        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
         if diff:
             detail = "; ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise ConfigError(f"{out} holds a different run ({detail}); use another --out")
     else:
+        out.mkdir(parents=True, exist_ok=True)
         meta = {
             "config": asdict(cfg),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": package_versions(),
         }
-        tmp = run_json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp.replace(run_json)
+        write_atomic(out / "run.json", dumps(meta, indent=2) + "\n")
 
     results = out / "results.jsonl"
     done = {r["key"] for r in read_results(results, repair=True)}
-    task_kwargs = {t.name: t.env_kwargs() for t in suite.tasks}
     todo = [
-        (task, agent, seed)
+        (task, key, seed)
         for task in cfg.tasks
-        for agent in cfg.agents
+        for key in cfg.agents
         for seed in cfg.seeds
-        if cell_key(task, agent, seed) not in done
+        if cell_key(task, key, seed) not in done
     ]
     bar = tqdm(
         total=len(cfg.tasks) * len(cfg.agents) * len(cfg.seeds),
@@ -269,23 +302,20 @@ def run_benchmark(
     )
     try:
         if jobs == 1:
-            for task, agent, seed in todo:
-                append_result(
-                    results, run_cell(cfg, task_kwargs[task], task, agent, seed, str(out))
-                )
+            for task, key, seed in todo:
+                record = run_cell(cfg, task_kwargs[task], task, key, members[key], seed, str(out))
+                append_result(results, record)
                 bar.update(1)
         else:
             with cf.ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [
-                    pool.submit(run_cell, cfg, task_kwargs[t], t, a, s, str(out))
-                    for t, a, s in todo
+                    pool.submit(run_cell, cfg, task_kwargs[t], t, k, members[k], s, str(out))
+                    for t, k, s in todo
                 ]
                 for future in cf.as_completed(futures):
                     append_result(results, future.result())
                     bar.update(1)
     finally:
         bar.close()
-    from .board import render
-
     render(out)
     return out

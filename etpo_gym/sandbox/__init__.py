@@ -2,14 +2,15 @@
 
 One kernel core (:class:`~etpo_gym.sandbox.kernel.KernelSandbox`) drives kernels that a backend's
 Popen-like provisioner launches (``provisioner.py``). Backends: ``"local"`` (a kernel process on
-this machine, isolation ``"none"``), ``"docker"`` (a kernel in a locked-down container, isolation
+this machine, isolation ``"namespaces"`` through bubblewrap where it works, else ``"none"``), ``"docker"`` (a kernel in a locked-down container, isolation
 ``"container"``), ``"auto"`` (Docker when the engine answers and the image exists, else local with
 one warning saying why).
 
 Modules, bottom up: ``zmtp`` (the byte-bounded transport), ``wire`` (signed Jupyter messages under
 caps), ``client`` (one kernel's channels), ``files``/``outputs`` (symlink-proof file handling,
 defensive ``.npy`` reading), ``provisioner`` (the backend interface), ``kernel`` (the core),
-``local``/``docker`` (backends), ``engine``/``image``/``manage`` (the Docker engine, the image, the
+``confine``/``cgroup``/``scratch`` (the local kernel's confinement, limits and
+scratch directories), ``local``/``docker`` (backends), ``engine``/``image``/``manage`` (the Docker engine, the image, the
 ``etpo-gym sandbox`` command).
 """
 

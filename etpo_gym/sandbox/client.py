@@ -233,7 +233,7 @@ class KernelClient:
         another kernel) cannot redirect the host."""
         while True:
             try:
-                dir_fd = open_dir_nofollow(self.connection.socket_dir)
+                dir_fd = open_dir_nofollow(self.connection.socket_dir, self.connection.root)
             except FileNotFoundError:
                 dir_fd = -1
             except OSError as exc:

@@ -1,25 +1,38 @@
-"""A Jupyter kernel in a locked-down Docker container, one fresh container per kernel.
+"""A Jupyter kernel in a locked-down Docker container; fresh kernels are forked in long-lived pods.
 
-Each kernel lives in its own container, which no other kernel ever uses:
+**Pods.** A pod (``pod.py``) is a container whose supervisor (``container/supervisor.py``) has
+imported numpy, pandas, scipy, scikit-learn and ipykernel once, and forks one fresh kernel at a
+time from that interpreter. Between two kernels the supervisor kills every process the last one
+left, removes its SysV IPC objects, empties every writable mount the kernel could write and checks
+from the file systems' own counters that nothing is left; a pod that cannot be proven clean is
+ended and replaced. A fresh kernel therefore costs a fork and the kernel's own start-up
+(tens of ms) instead of a container and the imports (about a CPU-second). With ``reuse=False``
+every kernel gets a pod of its own, used once: one fresh container per kernel, as before pods.
 
-* **no network** (``network_mode="none"``): the host reaches the kernel through ZMQ **ipc**
-  sockets in a small, size-capped tmpfs volume mounted at ``/io`` (which also holds ``/io/out``,
-  the predictions); the core pins each socket before any agent code runs (opened
-  ``O_PATH|O_NOFOLLOW``, checked to be a socket of the kernel's uid, connected through
-  ``/proc/self/fd/N``) and never reconnects;
-* **locked down**: read-only root file system, size-capped tmpfs work dir (``/work``) and
-  ``/tmp``, memory with swap equal to it, a data-segment limit just below it (a large allocation
-  raises ``MemoryError`` as on the local backend; the cgroup is the backstop), pids limit, CPU
-  limit, a uid that exists neither in the image nor on the host, ``cap_drop=ALL``,
-  ``no-new-privileges``, ``nofile``/``core`` ulimits, capped logs, ``--init`` as PID 1, so that
-  the kernel's death ends the container;
-* **inputs** are a host directory of its own, mounted read-only at ``/data``; the evaluation
-  labels are never written there (the env keeps them on the host).
+**Isolation**, per container (the limits are keyword arguments): no network
+(``network_mode="none"``; the host reaches the kernel through ZMQ **ipc** sockets in a size-capped
+tmpfs volume at ``/io``, pinned by the core before any agent code runs), read-only root file
+system, size-capped tmpfs ``/work`` and ``/tmp``, a private IPC namespace and ``/dev/shm``, memory
+with swap equal to it (a data-segment limit makes a large allocation raise ``MemoryError`` first),
+pids and CPU limits, ``no-new-privileges``, capped logs, ``--init`` as PID 1, the pod's cgroup
+counters hidden. The supervisor runs as uid 0 with ``CAP_SETUID``, ``CAP_SETGID`` and
+``CAP_SETPCAP`` only; each kernel runs as a uid that exists neither in the image nor on the host,
+with no capability at all (empty bounding set), no supplementary group, and cannot reach the
+supervisor's control socket, signal it or read its memory. Inputs are a host directory mounted
+read-only at ``/data``; the evaluation labels never enter the container.
 
-A kill is one ``SIGKILL`` to the container's init through a pidfd (every process of its PID
-namespace dies with it); removal of the container, its volume and its host directory happens on
-the core's janitor thread. Everything is labelled with its owner (see ``engine.py``), so what a
-killed owner leaves behind is reaped by the next start.
+**Seeds.** ``random`` and ``numpy.random`` are seeded per kernel. ``PYTHONHASHSEED`` is fixed per
+pod (0, the image's; ``os.environ`` says so): a forked interpreter cannot change it, so
+``hash()`` of a string does not vary with the episode seed on this backend.
+
+**Owners.** The supervisor holds a pidfd of the process that owns the pod: when that process dies
+(``kill -9`` included), the supervisor exits at once and the engine removes the container and
+its anonymous volume (seconds later: ``benchmarks/docker_orphans.py``); a hard lifetime cap (``lifetime``) ends it in any case. Everything carries the
+owner's labels (``engine.py``), so what an engine failure leaves is reaped by the next start.
+
+**Facts.** Kernel death is a pidfd the host holds; the exit status comes from the kernel's parent
+(the supervisor); an OOM kill is the pod's memory cgroup ``oom_kill`` counter, read on the host.
+Nothing the kernel sends decides either.
 
 The engine must run on this machine and this process must be able to read its volumes (root):
 the ipc sockets are files in a volume under the engine's data root.
@@ -29,7 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import json
+import logging
 import os
 import pwd
 import secrets
@@ -37,10 +50,17 @@ import signal
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from etpo_gym.errors import ConfigError, EngineUnavailable, ImageMissing, KernelStartError
+from etpo_gym.errors import (
+    ConfigError,
+    EngineUnavailable,
+    ImageMissing,
+    KernelStartError,
+    SandboxError,
+)
 from etpo_gym.sandbox import engine
 from etpo_gym.sandbox.engine import (
     DIR_PREFIX,
@@ -49,41 +69,26 @@ from etpo_gym.sandbox.engine import (
     connect_engine,
     owner_labels,
     reap_once,
-    start_time,
 )
-from etpo_gym.sandbox.files import remove_tree
+from etpo_gym.sandbox.files import clear_dir, open_dir_nofollow, remove_tree
 from etpo_gym.sandbox.image import default_image
 from etpo_gym.sandbox.kernel import KernelSandbox
+from etpo_gym.sandbox.pod import Pod, PodKernel, PodSettings
 from etpo_gym.sandbox.provisioner import (
     HOST_CHANNELS,
     IPC_PORTS,
-    KERNEL_ARGS,
     Backend,
     Connection,
     KernelFacts,
     LaunchSpec,
     Provisioner,
-    connection_info,
 )
+
+log = logging.getLogger("etpo_gym.sandbox")
 
 # Re-exported: tests and tools find these here.
 list_resources = engine.list_resources
 reap_orphans = engine.reap_orphans
-
-IO_DIR, DATA_DIR, WORK_DIR = "/io", "/data", "/work"
-
-# Runs as the container's command: writes the connection file into the io volume and starts the
-# kernel in the same interpreter (no shell, nothing else in the container).
-_BOOT = """\
-import os, sys
-os.umask(0o077)
-os.mkdir("/io/out")
-with open("/io/kernel.json", "w") as f:
-    f.write(sys.argv[1])
-sys.argv = ["ipykernel", "-f", "/io/kernel.json", *sys.argv[2:]]
-from ipykernel.kernelapp import launch_new_instance
-launch_new_instance()
-"""
 
 
 def docker_status(image: str | None = None) -> tuple[bool, str]:
@@ -129,7 +134,8 @@ def _free_uid(first: int = 61000) -> int:
 
 
 class DockerBackend(Backend):
-    """Containers from one image with one set of limits; see :class:`DockerSandbox`."""
+    """Pods from one image with one set of limits; see the module docstring and
+    :class:`DockerSandbox` for the settings."""
 
     name = "docker"
 
@@ -142,6 +148,10 @@ class DockerBackend(Backend):
         tmpfs_size: int = 256 * 2**20,
         output_size: int = 80 * 2**20,
         uid: int | None = None,
+        reuse: bool = True,
+        pods: int = 3,
+        lifetime: float = 3600.0,
+        startup_timeout: float = 180.0,
     ) -> None:
         checks = [
             ("memory_limit", memory_limit, memory_limit >= 512 * 2**20, "at least 512 MiB"),
@@ -149,6 +159,9 @@ class DockerBackend(Backend):
             ("pids_limit", pids_limit, pids_limit >= 16, "an integer >= 16"),
             ("tmpfs_size", tmpfs_size, tmpfs_size >= 2**20, "at least 1 MiB"),
             ("output_size", output_size, output_size >= 2**20, "at least 1 MiB"),
+            ("pods", pods, isinstance(pods, int) and 1 <= pods <= 16, "an integer in 1..16"),
+            ("lifetime", lifetime, lifetime >= 60, "at least 60 s"),
+            ("reuse", reuse, isinstance(reuse, bool), "True or False"),
         ]
         for key, value, ok, accepted in checks:
             if not ok:
@@ -171,6 +184,10 @@ class DockerBackend(Backend):
         self.tmpfs_size = int(tmpfs_size)
         self.output_size = int(output_size)
         self.uid = uid
+        self.reuse = reuse
+        self.pods = int(pods)
+        self.lifetime = float(lifetime)
+        self.startup_timeout = float(startup_timeout)
         #: label value that marks this backend's containers and volumes
         self.instance = secrets.token_hex(6)
         self.root: Path | None = None
@@ -178,7 +195,13 @@ class DockerBackend(Backend):
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
-        self._count = 0
+        self._changed = threading.Condition(self._lock)
+        self._idle: list[Pod] = []  # clean, ready to fork a kernel
+        self._all: set[Pod] = set()
+        self._coming = 0  # pods being started or wiped that will be idle (or ended) soon
+        self._warmer: ThreadPoolExecutor | None = None
+        self._retired_cpu_s = 0.0
+        self._closed = False
 
     @property
     def isolation(self) -> str:
@@ -197,6 +220,8 @@ class DockerBackend(Backend):
     def open(self) -> None:
         if self.root is not None:
             return
+        if self._closed:
+            raise EngineUnavailable("the Docker backend is closed")
         import docker.errors
 
         client = self.client()
@@ -212,273 +237,339 @@ class DockerBackend(Backend):
         self.labels = {**owner_labels(), LABEL_INSTANCE: self.instance}
         prefix = f"{DIR_PREFIX}{os.getpid()}-{self.labels[LABEL_OWNER_START]}-"
         self.root = Path(os.path.realpath(tempfile.mkdtemp(prefix=prefix)))
+        self._warmer = ThreadPoolExecutor(1, thread_name_prefix="etpo-docker-pods")
+        if self.reuse:
+            # The first kernel's pod starts now, while the owner prepares its first episode.
+            with self._lock:
+                self._coming += 1
+            self._warmer.submit(self._warm)
 
     def provisioner(self) -> DockerProvisioner:
         if self.root is None:
             raise EngineUnavailable("the Docker backend is not open")
-        with self._lock:
-            self._count += 1
-            count = self._count
-        name = f"etpo-gym-{os.getpid()}-{secrets.token_hex(5)}"
-        return DockerProvisioner(self, name, self.root / f"k{count}")
+        return DockerProvisioner(self)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pods = list(self._all)
+            self._idle = []
+            self._changed.notify_all()
+        for pod in pods:
+            pod.end()  # a pod still starting gives up at once
+        if self._warmer is not None:
+            self._warmer.shutdown(wait=True, cancel_futures=True)
+            self._warmer = None
+        client = None
+        with contextlib.suppress(SandboxError):
+            client = self.client()
+        for pod in pods:
+            if client is not None:
+                pod.wait_removed(client)
         root, self.root = self.root, None
         if root is not None:
             remove_tree(root)
         with self._lock:
             clients, self._clients = self._clients, []
-        for client in clients:
+        for c in clients:
             with contextlib.suppress(Exception):
-                client.close()
+                c.close()
         self._local = threading.local()
+
+    # -- pods ------------------------------------------------------------------------------
+
+    def _settings(self) -> PodSettings:
+        assert self.uid is not None
+        return PodSettings(
+            image=self.image,
+            uid=self.uid,
+            memory_limit=self.memory_limit,
+            cpus=self.cpus,
+            pids_limit=self.pids_limit,
+            tmpfs_size=self.tmpfs_size,
+            output_size=self.output_size,
+            shm_size=min(self.tmpfs_size, 64 * 2**20),
+            lifetime=self.lifetime,
+            startup_timeout=self.startup_timeout,
+            labels=self.labels,
+        )
+
+    def _new_pod(self) -> Pod:
+        """Start a pod in this thread (its errors are the launch's)."""
+        assert self.root is not None
+        pod = Pod(self._settings(), self.root, f"etpo-gym-{os.getpid()}-{secrets.token_hex(5)}")
+        with self._lock:
+            if self._closed:
+                raise KernelStartError("the Docker backend is closed", backend=self.name)
+            self._all.add(pod)
+        try:
+            pod.start(self.client())
+        except BaseException:
+            self._forget(pod)
+            raise
+        return pod
+
+    def _warm(self) -> None:
+        try:
+            pod = self._new_pod()
+        except Exception as exc:  # the launch that needs a pod starts its own and reports why
+            log.warning("pre-starting a Docker sandbox pod failed: %s", exc)
+            with self._lock:
+                self._coming -= 1
+                self._changed.notify_all()
+            return
+        self._shelve(pod, returning=True)
+
+    def take(self) -> Pod:
+        """A clean pod for a new kernel: an idle one, one about to be (a pod starting or being
+        wiped), else one started here."""
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            with self._lock:
+                while not self._idle and self._coming and not self._closed:
+                    if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                        break
+                if self._closed:
+                    raise KernelStartError("the Docker backend is closed", backend=self.name)
+                pod = self._idle.pop() if self._idle else None
+            if pod is None:
+                return self._new_pod()
+            if pod.alive() and pod.age() < self.lifetime / 2:
+                return pod
+            self._retire(pod)  # its lifetime cap draws near, or it ended: try the next
+
+    def returning(self, pod: Pod) -> None:
+        """``pod``'s kernel was killed: it will be wiped and shelved (or ended) soon."""
+        if self.reuse:
+            with self._lock:
+                self._coming += 1
+
+    def give_back(self, pod: Pod) -> None:
+        """After a kernel's cleanup: wipe ``pod`` and keep it for the next kernel, or end it."""
+        keep = self.reuse and pod.alive() and pod.age() < self.lifetime / 2
+        if keep:
+            try:
+                with contextlib.suppress(OSError):
+                    fd = open_dir_nofollow(pod.data_dir)
+                    try:
+                        clear_dir(fd)
+                    finally:
+                        os.close(fd)
+                problems = pod.wipe()
+            except SandboxError as exc:
+                problems = [str(exc)]
+            if problems:
+                log.warning("pod %s could not be proven clean (%s): replaced", pod.name, problems)
+                keep = False
+        if keep:
+            self._shelve(pod, returning=self.reuse)
+        else:
+            with self._lock:
+                if self.reuse:
+                    self._coming -= 1
+                self._changed.notify_all()
+            self._retire(pod)
+
+    def _shelve(self, pod: Pod, returning: bool) -> None:
+        with self._lock:
+            if returning:
+                self._coming -= 1
+            keep = not self._closed and len(self._idle) < self.pods
+            if keep:
+                self._idle.append(pod)
+            self._changed.notify_all()
+        if not keep:
+            self._retire(pod)
+
+    def container_cpu_s(self) -> float:
+        """CPU seconds used by every pod of this backend so far (their cgroups, on the host)."""
+        with self._lock:
+            pods, total = list(self._all), self._retired_cpu_s
+        return total + sum(pod.cpu_seconds() or 0.0 for pod in pods)
+
+    def _retire(self, pod: Pod) -> None:
+        used = pod.cpu_seconds()  # read while its cgroup exists
+        with self._lock:
+            if pod in self._all:
+                self._retired_cpu_s += used or 0.0
+            self._all.discard(pod)
+        pod.end()
+        with contextlib.suppress(Exception):
+            pod.wait_removed(self.client())
+        remove_tree(pod.root)
+
+    def _forget(self, pod: Pod) -> None:
+        with self._lock:
+            self._all.discard(pod)
+        remove_tree(pod.root)
 
 
 class DockerProvisioner(Provisioner):
-    """One container running one kernel, with its io volume and host data directory."""
+    """One kernel forked in a pod of the backend."""
 
-    def __init__(self, backend: DockerBackend, name: str, directory: Path) -> None:
+    def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
-        self.name = name
-        self.dir = directory
-        self.container: Any = None
-        self.volume: Any = None
-        self.io_dir: Path | None = None
-        self.init_pid = 0
-        self.init_start: str | None = None
+        self.pod: Pod | None = None
+        self.kernel: PodKernel | None = None
         self._lock = threading.Lock()
         self._killed = False
-        self._facts: KernelFacts | None = None
+        self._returned = False
+        self._status: int | None = None
 
     @property
     def data_dir(self) -> Path:
-        return self.dir / "data"
+        if self.pod is None:
+            raise FileNotFoundError("the kernel was not launched")
+        return self.pod.data_dir
 
     @property
     def out_dir(self) -> Path:
-        if self.io_dir is None:
-            raise FileNotFoundError("the container was not started")
-        return self.io_dir / "out"
+        if self.pod is None or self.pod.io_dir is None:
+            raise FileNotFoundError("the kernel was not launched")
+        return self.pod.io_dir / "out"
+
+    @property
+    def container(self) -> Any:
+        return None if self.pod is None else self.pod.container
 
     def launch(self, spec: LaunchSpec) -> Connection:
-        from docker.types import LogConfig, Ulimit
-
         backend = self.backend
-        assert backend.uid is not None
-        uid = backend.uid
-        client = backend.client()
-        self.dir.mkdir(mode=0o700)
-        self.data_dir.mkdir(mode=0o755)  # the kernel's uid reads it through the bind mount
-        environment = {
-            "PATH": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
-            "HOME": WORK_DIR,
-            "TMPDIR": "/tmp",
-            "IPYTHONDIR": "/tmp/.ipython",
-            **spec.env,
-            "ETPO_DATA_DIR": DATA_DIR,
-            "ETPO_OUT_DIR": f"{IO_DIR}/out",
-        }
-        # A large allocation fails with MemoryError (like the local backend's address-space cap)
-        # before the cgroup's OOM killer has to step in; the rest of the limit is for the
-        # interpreter's code, libraries and tmpfs pages.
-        limit = backend.memory_limit
-        data_limit = max(limit - 256 * 2**20, limit * 3 // 4)
-        tmpfs_opts = f"size={backend.tmpfs_size},uid={uid},gid={uid},mode=0700,nosuid,nodev"
-        io_opts = f"size={backend.output_size},uid={uid},gid={uid},mode=0700,nosuid,nodev,noexec"
+        with self._lock:
+            if self._killed:
+                raise KernelStartError("kernel start cancelled", backend=backend.name)
+        pod = backend.take()
+        with self._lock:
+            self.pod = pod
+            if self._killed:
+                raise KernelStartError("kernel start cancelled", backend=backend.name)
         try:
-            self.volume = client.volumes.create(
-                name=self.name,
-                driver="local",
-                driver_opts={"type": "tmpfs", "device": "tmpfs", "o": io_opts},
-                labels=backend.labels,
-            )
-            with self._lock:
-                if self._killed:
-                    raise KernelStartError("kernel start cancelled", backend=backend.name)
-                self.container = client.containers.run(
-                    backend.image,
-                    command=[
-                        "python3",
-                        "-c",
-                        _BOOT,
-                        json.dumps(connection_info(spec.key, f"{IO_DIR}/k")),
-                        *KERNEL_ARGS,
-                    ],
-                    name=self.name,
-                    detach=True,
-                    labels=backend.labels,
-                    init=True,
-                    user=f"{uid}:{uid}",
-                    network_mode="none",
-                    read_only=True,
-                    tmpfs={WORK_DIR: tmpfs_opts, "/tmp": tmpfs_opts},
-                    volumes={
-                        self.name: {"bind": IO_DIR, "mode": "rw"},
-                        str(self.data_dir): {"bind": DATA_DIR, "mode": "ro"},
-                    },
-                    working_dir=WORK_DIR,
-                    environment=environment,
-                    hostname="sandbox",
-                    mem_limit=limit,
-                    memswap_limit=limit,
-                    pids_limit=backend.pids_limit,
-                    nano_cpus=int(backend.cpus * 1e9),
-                    cap_drop=["ALL"],
-                    security_opt=["no-new-privileges"],
-                    ulimits=[
-                        Ulimit(name="nofile", soft=1024, hard=1024),
-                        Ulimit(name="core", soft=0, hard=0),
-                        Ulimit(name="data", soft=data_limit, hard=data_limit),
-                    ],
-                    log_config=LogConfig(
-                        type="json-file", config={"max-size": "1m", "max-file": "1"}
-                    ),
-                )
-            self.container.reload()
-            self.init_pid = int(self.container.attrs["State"].get("Pid") or 0)
-            self.init_start = start_time(self.init_pid) if self.init_pid else None
-            # The volume's root is the host's (the kernel only sees what is inside): resolving
-            # it here lets the core open everything below it without following symlinks.
-            self.io_dir = Path(os.path.realpath(self.volume.attrs["Mountpoint"]))
-        except KernelStartError:
-            raise
-        except Exception as exc:
-            raise self._launch_error(exc) from exc
+            kernel = pod.spawn(spec.seed, spec.key, spec.env)
+        except SandboxError as exc:
+            raise KernelStartError(
+                f"the pod could not start a kernel: {exc}",
+                backend=backend.name,
+                log_tail=self.log_tail() or pod.log_tail(),
+            ) from exc
+        with self._lock:
+            self.kernel = kernel
+        assert pod.io_dir is not None and backend.uid is not None
         return Connection(
             key=spec.key.encode(),
-            socket_dir=self.io_dir,
+            socket_dir=pod.io_dir,
             sockets={ch: f"k-{IPC_PORTS[ch]}" for ch in HOST_CHANNELS},
-            socket_uid=uid,
+            socket_uid=backend.uid,
         )
 
-    def _launch_error(self, exc: Exception) -> Exception:
-        import docker.errors
-
-        if isinstance(exc, docker.errors.ImageNotFound):
-            return ImageMissing(self.backend.image)
-        if isinstance(exc, docker.errors.DockerException | OSError | KeyError | ValueError):
-            return KernelStartError(
-                f"the sandbox container failed to start: {exc}",
-                backend=self.backend.name,
-                log_tail=self.log_tail(),
-            )
-        return exc
-
-    def _init_alive(self) -> bool:
-        """Whether the container's init (hence its kernel) runs: a /proc look-up, no API call."""
-        return bool(self.init_pid) and start_time(self.init_pid) == self.init_start
-
     def poll(self) -> int | None:
-        if self.container is None:
+        if self._status is not None:
+            return self._status
+        kernel, pod = self.kernel, self.pod
+        if kernel is None or pod is None:
             return -signal.SIGKILL if self._killed else None
-        if self._init_alive():
+        ended, status = kernel.end()
+        if not ended:
             return None
-        status = self.facts().exit_status
-        return -signal.SIGKILL if status is None else status
+        if status is None and pod.alive():  # reaped already: its parent knows how it ended
+            with contextlib.suppress(SandboxError):
+                status = pod.kernel_status()
+        # Without either (the pod ended with it), it was killed with the pod.
+        self._status = -signal.SIGKILL if status is None else int(status)
+        return self._status
 
     def send_signal(self, signum: int) -> None:
-        # PID 1 is docker-init, which passes the signal on to the kernel.
-        if self.container is not None and self._init_alive():
-            with contextlib.suppress(Exception):
-                self.container.kill(signal=signum)
+        if self.kernel is not None:
+            self.kernel.signal(signum)
 
     def kill(self) -> None:
         with self._lock:
             self._killed = True
-        if self.container is None or not self._init_alive():
+            pod, returned = self.pod, self._returned
+            self._returned = pod is not None
+        if pod is None:
             return
-        killed = False
-        with contextlib.suppress(OSError):  # no pidfd (gone, or no kernel support): below
-            pidfd = os.pidfd_open(self.init_pid)
-            try:
-                # The pid names our init only if its start time still matches, checked after
-                # the pidfd holds the process: no pid-reuse race.
-                if self._init_alive():
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                killed = True
-            finally:
-                os.close(pidfd)
-        if not killed:
-            with contextlib.suppress(Exception):
-                self.container.kill()
-        # Every process of the container's PID namespace is gone once its init is.
-        deadline = time.monotonic() + 5
-        while self._init_alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        if not returned:
+            self.backend.returning(pod)
+        try:
+            status = pod.kill_all()
+        except SandboxError:
+            pod.end()  # the supervisor cannot vouch for it: every process dies with the pod
+            status = None
+        if self._status is None and self.kernel is not None and status is not None:
+            self._status = int(status)
 
     def cleanup(self) -> None:
-        import docker.errors
-
         self.kill()
-        client = self.backend.client()
-        if self.container is not None:
-            with contextlib.suppress(docker.errors.NotFound):
-                client.api.remove_container(self.container.id, force=True)
-        if self.volume is not None:
-            for attempt in range(20):
-                try:
-                    client.api.remove_volume(self.volume.name, force=True)
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.1)  # "volume in use" until the container removal settles
-        remove_tree(self.dir)
+        pod, self.pod = self.pod, None
+        kernel, self.kernel = self.kernel, None
+        if kernel is not None:
+            kernel.close()
+        if pod is not None:
+            self.backend.give_back(pod)
 
     def facts(self) -> KernelFacts:
-        if self._facts is not None:
-            return self._facts
-        container = self.container
-        if container is None:
-            return KernelFacts(exit_status=None)
-        try:
-            status = container.wait(timeout=5).get("StatusCode")
-            container.reload()
-            state = container.attrs.get("State", {})
-        except Exception:
-            return KernelFacts(exit_status=None)
-        self._facts = KernelFacts(
-            exit_status=status if isinstance(status, int) else state.get("ExitCode"),
-            oom_killed=bool(state.get("OOMKilled")),
-        )
-        return self._facts
+        status = self.poll()
+        kernel, pod = self.kernel, self.pod
+        oom = False
+        if kernel is not None and pod is not None and kernel.oom_kills_at_start is not None:
+            now = pod.oom_kills()
+            oom = now is not None and now > kernel.oom_kills_at_start
+        return KernelFacts(exit_status=status, oom_killed=oom)
 
     def log_tail(self, max_bytes: int = 4000) -> str:
-        if self.container is None:
+        pod = self.pod
+        if pod is None or pod.io_dir is None:
             return ""
         try:
-            return self.container.logs(tail=30).decode(errors="replace")[-max_bytes:]
-        except Exception:
+            fd = open_dir_nofollow(pod.io_dir)
+        except OSError:
             return ""
+        try:
+            log_fd = os.open("kernel.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
+        with os.fdopen(log_fd, "rb") as fh:
+            size = os.fstat(log_fd).st_size
+            fh.seek(max(0, size - max_bytes))
+            return fh.read(max_bytes).decode(errors="replace")
 
     def fit_to_keep(self) -> bool:
         """Not when the code left a swarm of processes (a fork bomb, busy children)."""
-        try:
-            processes = self.container.top(ps_args="-e -o pid").get("Processes") or []
-        except Exception:
+        pod = self.pod
+        if pod is None:
             return False
-        return len(processes) <= max(8, self.backend.pids_limit // 4)
+        try:
+            return pod.process_count() <= max(8, self.backend.pids_limit // 4)
+        except SandboxError:
+            return False
 
 
 class DockerSandbox(KernelSandbox):
-    """:class:`KernelSandbox` over :class:`DockerBackend`: one fresh container per kernel.
+    """:class:`KernelSandbox` over :class:`DockerBackend`: fresh kernels forked in pods.
 
     Args:
         timeout: default per-``execute`` limit in seconds.
-        memory_limit: container memory in bytes (swap equal to it, i.e. none); ``None``: 2 GiB.
+        memory_limit: memory of each pod in bytes (its supervisor, about 150 MiB of it shared
+            with the kernel, and the kernel); swap equal to it, i.e. none. ``None``: 2 GiB.
         max_output_bytes: output kept per cell (stdout, stderr, results), in bytes.
-        image: sandbox image (default: ``etpo-gym-sandbox:<version>``, see ``etpo-gym sandbox build``).
-        cpus: CPU limit of the container (fractions allowed).
-        pids_limit: most processes/threads in the container (a fork bomb stops there).
+        image: sandbox image (default: ``etpo-gym-sandbox:<version>-<digest>``, see
+            ``etpo-gym sandbox build``).
+        cpus: CPU limit of each pod (fractions allowed).
+        pids_limit: most processes/threads in a pod (a fork bomb stops there).
         tmpfs_size: bytes of the ``/work`` and of the ``/tmp`` tmpfs each (counted in memory too).
         output_size: bytes of the io volume (sockets and predictions).
-        pool_size: containers pre-started for announced seeds (0: start each on demand).
-        uid: uid the kernel runs as; must name no user on the host (default: a free one >= 61000).
-        startup_timeout: seconds a new container's kernel gets to answer.
-        interrupt_grace: seconds an interrupted kernel gets to become idle before its container is
-            replaced.
+        pool_size: kernels pre-started for announced seeds (0: start each on demand).
+        uid: uid the kernels run as; must name no user on the host (default: a free one >= 61000).
+        startup_timeout: seconds a new pod or kernel gets to answer (generous: a pod imports
+            numpy, pandas, scipy, scikit-learn and ipykernel first, which took over 60 s under a
+            load average of 30 on 2 cores).
+        interrupt_grace: seconds an interrupted kernel gets to become idle before it is replaced.
+        reuse: fork each kernel in a pod wiped after the last one (default); ``False``: a new
+            container per kernel, used once (the cost of a container and the imports each time).
+        pods: most clean pods kept ready between kernels.
+        lifetime: seconds after which a pod ends whatever runs in it (a pod past half of it
+            serves no new kernel).
     """
 
     def __init__(
@@ -493,11 +584,26 @@ class DockerSandbox(KernelSandbox):
         output_size: int = 80 * 2**20,
         pool_size: int = 2,
         uid: int | None = None,
-        startup_timeout: float = 60.0,
+        startup_timeout: float = 180.0,
         interrupt_grace: float = 2.0,
+        reuse: bool = True,
+        pods: int = 3,
+        lifetime: float = 3600.0,
     ) -> None:
         memory_limit = 2 * 2**30 if memory_limit is None else int(memory_limit)
-        backend = DockerBackend(memory_limit, image, cpus, pids_limit, tmpfs_size, output_size, uid)
+        backend = DockerBackend(
+            memory_limit,
+            image,
+            cpus,
+            pids_limit,
+            tmpfs_size,
+            output_size,
+            uid,
+            reuse=reuse,
+            pods=pods,
+            lifetime=lifetime,
+            startup_timeout=startup_timeout,
+        )
         super().__init__(
             backend,
             timeout=timeout,

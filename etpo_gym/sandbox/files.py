@@ -7,10 +7,8 @@ refused, never followed; removal never raises because of what the code left behi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,23 +17,26 @@ import numpy as np
 import pandas as pd
 
 from etpo_gym.errors import ConfigError
+from etpo_gym.sandbox import scratch
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: Deeper directory trees than this are left in place rather than risk the recursion limit.
-_MAX_DEPTH = 256
 
 
-def open_dir_nofollow(path: str | os.PathLike[str]) -> int:
-    """Open directory ``path`` (absolute) with ``O_NOFOLLOW`` at every component.
+def open_dir_nofollow(path: str | os.PathLike[str], root: str | os.PathLike[str] = "/") -> int:
+    """Open directory ``path`` with ``O_NOFOLLOW`` at every component below ``root``.
 
-    Returns a descriptor the caller closes. Raises ``OSError`` (``ELOOP``, ``ENOTDIR``) if any
-    component is a symlink or not a directory. Host-made roots are resolved (``realpath``) when
-    they are created, so only components the code could have planted are ever refused.
+    ``root`` (default ``/``) is trusted and opened as it is, links included: e.g.
+    ``/proc/PID/root``, the root of a kernel that runs in a mount namespace of its own, whose
+    files the host reaches only through that magic link. ``path`` is absolute (then relative to
+    ``root``). Returns a descriptor the caller closes. Raises ``OSError`` (``ELOOP``,
+    ``ENOTDIR``) if any component below ``root`` is a symlink or not a directory. Host-made
+    roots are resolved (``realpath``) when they are created, so only components the code could
+    have planted are ever refused.
     """
     parts = Path(path).parts
     if not parts or parts[0] != "/":
         raise ValueError(f"{path!r} is not an absolute path")
-    fd = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
         for index, part in enumerate(parts[1:], start=1):
             last = index == len(parts) - 1
@@ -44,7 +45,7 @@ def open_dir_nofollow(path: str | os.PathLike[str]) -> int:
             os.close(fd)
             fd = child
         if len(parts) == 1:
-            child = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+            child = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = child
     except BaseException:
@@ -56,8 +57,9 @@ def open_dir_nofollow(path: str | os.PathLike[str]) -> int:
 def remove_tree(path: str | os.PathLike[str]) -> None:
     """Delete ``path`` and everything below it, whatever the code did there.
 
-    Symlinks are removed, never followed; read-only directories are made writable first;
-    errors are swallowed (a leftover is better than a crashed owner).
+    Symlinks are removed, never followed; directories without permissions (``0o000``) or
+    read-only ones are given back to their owner first; errors are swallowed (a leftover is
+    better than a crashed owner).
     """
     path = Path(path)
     try:
@@ -65,45 +67,15 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
     except (OSError, ValueError):
         return
     try:
-        _remove_entry(parent, path.name, 0)
+        scratch.remove_entry(parent, path.name)
     finally:
         os.close(parent)
 
 
-def _remove_entry(dir_fd: int, name: str, depth: int) -> None:
-    try:
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return
-    if stat.S_ISDIR(info.st_mode):
-        if depth < _MAX_DEPTH:
-            clear_dir(dir_fd, name, depth)
-        with contextlib.suppress(OSError):
-            os.rmdir(name, dir_fd=dir_fd)
-    else:
-        with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=dir_fd)
-
-
-def clear_dir(dir_fd: int, name: str = ".", depth: int = 0) -> None:
-    """Remove everything inside directory ``name`` (relative to ``dir_fd``), keeping it."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            mode = os.fstat(fd).st_mode
-            if mode & 0o700 != 0o700:  # the code made it read-only: entries cannot go otherwise
-                os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
-        try:
-            entries = os.listdir(fd)
-        except OSError:
-            entries = []
-        for entry in entries:
-            _remove_entry(fd, entry, depth + 1)
-    finally:
-        os.close(fd)
+def clear_dir(dir_fd: int, name: str = ".") -> None:
+    """Remove everything inside directory ``name`` (relative to ``dir_fd``), keeping it; the
+    same care as :func:`remove_tree`."""
+    scratch.clear_dir(dir_fd, name)
 
 
 def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """Build the Docker sandbox image (``etpo-gym sandbox build``, ``docker/build.sh``).
 
-The image is ``docker/Dockerfile`` built with the classic builder through the Docker SDK:
+The build context ships inside the package (``etpo_gym/sandbox/container/``: the ``Dockerfile``
+and the in-container ``supervisor.py``), so an installed wheel can build the image. It is built
+with the classic builder through the Docker SDK:
 
 * **base**: ``--base IMAGE`` if given; else ``python:X.Y-slim`` (X.Y = this interpreter) when it is
   present or can be pulled; else a Debian base bootstrapped here with ``debootstrap`` from the
@@ -12,12 +14,15 @@ The image is ``docker/Dockerfile`` built with the classic builder through the Do
   are deleted after the build, and the final image is checked not to contain it;
 * **index**: ``http(s)`` index URLs from ``pip config`` / ``PIP_INDEX_URL`` /
   ``PIP_EXTRA_INDEX_URL`` are passed as build arguments (never one with credentials in it);
-* **idempotent**: tagged ``etpo-gym-sandbox:<project version>``; an image with that tag built
-  from the same requirements is reused (``--force`` rebuilds).
+* **tag**: ``etpo-gym-sandbox:<project version>-<digest>``, the digest being a hash of every
+  build input (the Dockerfile, the supervisor, the pinned requirements): a changed input makes a
+  new tag, so a stale image is never reused and checkouts with other inputs keep their own
+  images. An image with the tag is reused (``--force`` rebuilds).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -33,17 +38,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from etpo_gym.errors import ImageBuildError, SandboxError, SandboxUnavailable
+from etpo_gym.errors import ImageBuildError, SandboxUnavailable
 from etpo_gym.sandbox.engine import connect_engine
 
 IMAGE_REPO = "etpo-gym-sandbox"
 BOOTSTRAP_BASE = "etpo-gym-base"
 BUILD_STAGE_LABEL = "etpo-gym.build-stage"
 REQUIREMENTS_LABEL = "etpo-gym.requirements"
+DIGEST_LABEL = "etpo-gym.inputs-digest"
 #: Packages the kernel needs, pinned to the host's versions when installed here.
 PACKAGES = ("ipykernel", "numpy", "scipy", "pandas", "scikit-learn")
 CA_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile"
+#: The build context shipped as package data: the Dockerfile and the files it copies in.
+CONTEXT_DIR = Path(__file__).resolve().parent / "container"
+CONTEXT_FILES = ("Dockerfile", "supervisor.py")
 
 Log = Callable[[str], None]
 
@@ -56,9 +64,23 @@ def project_version() -> str:
         return "0.0.0"
 
 
+def inputs_digest() -> str:
+    """12 hex digits of SHA-256 over every build input: the context files and the pins."""
+    digest = hashlib.sha256()
+    for name in CONTEXT_FILES:
+        data = (CONTEXT_DIR / name).read_bytes()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    digest.update(" ".join(requirements()).encode())
+    return digest.hexdigest()[:12]
+
+
 def default_image() -> str:
-    """The image the Docker sandbox uses: ``$ETPO_SANDBOX_IMAGE`` or ``etpo-gym-sandbox:<version>``."""
-    return os.environ.get("ETPO_SANDBOX_IMAGE") or f"{IMAGE_REPO}:{project_version()}"
+    """The image the Docker sandbox uses: ``$ETPO_SANDBOX_IMAGE``, else
+    ``etpo-gym-sandbox:<version>-<inputs digest>``."""
+    return os.environ.get("ETPO_SANDBOX_IMAGE") or (
+        f"{IMAGE_REPO}:{project_version()}-{inputs_digest()}"
+    )
 
 
 def requirements() -> list[str]:
@@ -227,10 +249,10 @@ def bootstrap_base(
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise SandboxError(
+            raise ImageBuildError(
+                name,
                 f"debootstrap failed with exit status {done.returncode}",
-                backend="docker",
-                detail=(done.stdout + done.stderr)[-3000:],
+                log_tail=(done.stdout + done.stderr)[-3000:],
             )
         # apt's package lists and caches are of no use in a sandbox.
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
@@ -266,13 +288,12 @@ def choose_base(client: Any, base: str | None, mirror: str | None = None, log: L
 
 
 def _context(ca: Path | None) -> io.BytesIO:
-    """The build context: the Dockerfile and the CA bundle (an empty file when there is none)."""
+    """The build context: the package's context files and the CA bundle (an empty file when
+    there is none)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (
-            ("Dockerfile", DOCKERFILE.read_bytes()),
-            ("pip-ca.pem", ca.read_bytes() if ca else b""),
-        ):
+        files = [(name, (CONTEXT_DIR / name).read_bytes()) for name in CONTEXT_FILES]
+        for name, data in [*files, ("pip-ca.pem", ca.read_bytes() if ca else b"")]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
@@ -312,26 +333,30 @@ def build_image(
     Raises :class:`SandboxUnavailable` (no engine, no base) or :class:`ImageBuildError` (the
     build failed; ``log_tail`` holds the end of its log).
     """
+    missing = [name for name in CONTEXT_FILES if not (CONTEXT_DIR / name).is_file()]
+    if missing:
+        raise SandboxUnavailable(
+            f"the image's build context is incomplete ({', '.join(missing)} missing in "
+            f"{CONTEXT_DIR}): reinstall etpo-gym",
+            backend="docker",
+        )
     tag = tag or default_image()
     client = client or connect()
     wanted = " ".join(requirements())
+    digest = inputs_digest()
     if not force and _image_exists(client, tag):
-        have = client.images.get(tag).labels.get(REQUIREMENTS_LABEL)
-        if have == wanted:
-            log(f"image {tag}: already built ({wanted})")
+        have = client.images.get(tag).labels.get(DIGEST_LABEL)
+        if have == digest:
+            log(f"image {tag}: already built (inputs {digest}: {wanted})")
             return tag
-        log(f"image {tag}: built for other requirements ({have}); rebuilding")
-    if not DOCKERFILE.is_file():
-        raise SandboxUnavailable(
-            f"{DOCKERFILE} not found: build the image from a source checkout of etpo-gym",
-            backend="docker",
-        )
+        log(f"image {tag}: built from other inputs ({have}, now {digest}); rebuilding")
     base_image = choose_base(client, base, mirror, log)
     ca = host_ca_bundle()
     buildargs = {
         "BASE": base_image,
         "REQUIREMENTS": wanted,
         "VERSION": project_version(),
+        "INPUTS_DIGEST": digest,
         **index_settings(log),
     }
     log(f"image {tag}: building on {base_image} with {wanted}" + (f", CA {ca}" if ca else ""))

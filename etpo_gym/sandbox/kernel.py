@@ -455,8 +455,10 @@ class KernelSandbox(Sandbox):
             traceback="\n".join(seen.traceback),
         )
         provisioner = kernel.provisioner
-        # A closed socket usually means the process is exiting: give it a moment to be reaped.
-        exit_status = provisioner.wait(2.0) if seen.lost or seen.dead else provisioner.poll()
+        # A closed socket usually means the process is exiting: give it time to be reaped, so
+        # that an OOM kill is reported as one (a loaded host can take seconds to deliver the
+        # death); a kernel that closes its socket and lives on costs this wait once.
+        exit_status = provisioner.wait(10.0) if seen.lost or seen.dead else provisioner.poll()
         if exit_status is not None:
             facts = provisioner.facts()
             result.exit_status = facts.exit_status if facts.exit_status is not None else exit_status

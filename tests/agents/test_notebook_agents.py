@@ -57,7 +57,7 @@ def test_the_etpo_trainer_runs_on_the_notebook_env(tmp_path):
 def test_bench_runs_on_the_notebook_env_and_the_explorer_beats_the_fixed_baseline(tmp_path):
     from etpo_gym.leaderboard import run_benchmark
 
-    explorer = "etpo_agents.explorer:ExplorerAgent"
+    explorer = "explorer"  # registered in the etpo_gym.agents entry-point group
     out = run_benchmark(
         [explorer, "logreg"], "skill_dates", 1, tmp_path, env_id="DataSciNotebook-v0",
         progress=False,

@@ -231,3 +231,135 @@ def test_bf16_logits_are_handled_in_float32_chunks():
         pi[:, :6].bfloat16().requires_grad_(), rho[:, :6].bfloat16(), q[:, :6].bfloat16(), mask, 0.1
     )
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_huber_delta_is_one():
+    """Quadratic inside |e| < 1, linear with slope 1 beyond: errors of a failed action (about 2
+    with a reward baseline) are neither squared nor cut."""
+    assert sb.HUBER_DELTA == 1.0
+    errors = torch.tensor([[0.5, -0.5, 3.0, -2.0]])
+    mask = torch.ones_like(errors, dtype=torch.bool)
+    losses = [
+        sb.critic_loss_taken(errors[:, i : i + 1], torch.zeros(1, 1), mask[:, i : i + 1]).item()
+        for i in range(4)
+    ]
+    assert losses == pytest.approx([0.125, 0.125, 2.5, 1.5])
+    assert sb.critic_loss_taken(errors, torch.zeros_like(errors), mask, "mse").item() == (
+        pytest.approx((0.25 + 0.25 + 9 + 4) / 4)
+    )
+
+
+def _dueling_batch(seed: int = 4, B: int = 3, T: int = 5, V: int = 9):
+    g = torch.Generator().manual_seed(seed)
+    q, pi, rho = (torch.randn(B, T, V, generator=g) for _ in range(3))
+    values = torch.randn(B, T, generator=g)
+    actions = torch.randint(0, V, (B, T), generator=g)
+    mask = torch.arange(T)[None, :] < torch.tensor([T, 2, 4])[:B, None]
+    return q, values, pi, rho, actions, mask
+
+
+def test_dueling_functions_equal_the_general_ones_on_the_dueling_q():
+    q, values, pi, rho, actions, mask = _dueling_batch()
+    beta = 0.2
+    q_full = sb.dueling_q(q, values, rho, beta)
+    assert torch.allclose(
+        sb.dueling_soft_values(q, values, pi, beta),
+        sb.soft_values(q_full, pi, rho, beta),
+        atol=1e-5,
+    )
+    taken = sb.dueling_q_taken(q, values, rho, actions, mask, beta)
+    expected = q_full.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(taken[mask], expected[mask], atol=1e-5)
+    # the policy losses differ by the constant mean of V: the same gradient reaches π
+    grads = []
+    for loss_fn in (
+        lambda lg: sb.dueling_policy_loss(lg, q, mask, beta) - sb.masked_mean(values, mask),
+        lambda lg: sb.policy_loss(lg, rho, q_full, mask, beta),
+    ):
+        logits = pi.clone().requires_grad_(True)
+        loss = loss_fn(logits)
+        loss.backward()
+        grads.append((loss.item(), logits.grad))
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+
+
+def test_dueling_q_is_zero_and_soft_greedy_is_rho_when_the_critic_is_rho():
+    """At initialisation the critic LM is ρ and V = 0: Q ≡ 0, π* = ρ, KL(π*‖ρ) = 0. The paper's
+    logits-as-Q instead gives π* ∝ ρ^(1 + 1/β): far from ρ at β = 0.01."""
+    _, _, _, rho, _, _ = _dueling_batch()
+    q = sb.dueling_q(rho, torch.zeros(rho.shape[:2]), rho, beta=0.01)
+    assert torch.equal(q, torch.zeros_like(q))
+    assert sb.soft_greedy_kl(q, rho, 0.01).abs().max() < 1e-6
+    assert sb.soft_greedy_kl(rho, rho, 0.01).min() > 0.5
+
+
+def test_dueling_q_taken_gradient_reaches_the_critic_not_rho():
+    q, values, _, rho, actions, mask = _dueling_batch()
+    q, values, rho = (x.clone().requires_grad_(True) for x in (q, values, rho))
+    sb.dueling_q_taken(q, values, rho, actions, mask, 0.1).sum().backward()
+    assert q.grad.abs().sum() > 0 and values.grad.abs().sum() > 0
+    assert rho.grad is None
+    assert values.grad[~mask].abs().sum() == 0
+
+
+def _naive_lambda_targets(next_values, bootstrap, path_kl, lengths, lam):
+    out = torch.zeros(next_values.shape)
+    for b, n in enumerate(lengths.tolist()):
+        after = float(bootstrap[b])
+        out[b, n - 1] = after
+        for j in range(n - 2, -1, -1):
+            after = (1 - lam) * float(next_values[b, j]) + lam * (after - float(path_kl[b, j]))
+            out[b, j] = after
+    return out
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_lambda_targets_match_a_naive_backward_loop(lam):
+    pi, rho, q, mask, lengths, _, rewards, dones, next_obs_values = _random_batch(seed=2)
+    beta, gamma = 0.1, 0.9
+    next_values = sb.soft_values(q[:, 1:], pi[:, 1:], rho[:, 1:], beta)
+    path_kl = torch.randn(mask.shape, generator=torch.Generator().manual_seed(9))
+    targets = sb.soft_bellman_targets(
+        next_values, next_obs_values, rewards, dones, mask, gamma, lam, path_kl
+    )
+    bootstrap = rewards + gamma * (1 - dones) * next_obs_values
+    expected = _naive_lambda_targets(next_values, bootstrap, path_kl, lengths, lam)
+    assert torch.allclose(targets, expected, atol=1e-5)
+    if lam == 0.0:
+        plain = sb.soft_bellman_targets(next_values, next_obs_values, rewards, dones, mask, gamma)
+        assert torch.equal(targets, plain)
+    if lam == 1.0:  # the sampled soft return: no next_values at all
+        b = 0
+        n = int(lengths[b])
+        assert targets[b, 0].item() == pytest.approx(
+            float(bootstrap[b] - path_kl[b, : n - 1].sum()), abs=1e-5
+        )
+    with pytest.raises(ValueError, match="next_path_kl"):
+        sb.soft_bellman_targets(next_values, next_obs_values, rewards, dones, mask, gamma, 0.5)
+    with pytest.raises(ValueError, match=r"td_lambda=1\.5"):
+        sb.soft_bellman_targets(
+            next_values, next_obs_values, rewards, dones, mask, gamma, 1.5, path_kl
+        )
+
+
+def test_terminated_transitions_do_not_bootstrap_and_truncated_ones_do():
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    targets = sb.soft_bellman_targets(
+        torch.zeros(2, 1), torch.tensor([5.0, 5.0]), torch.tensor([1.0, 1.0]),
+        torch.tensor([1.0, 0.0]), mask, gamma=0.5,
+    )  # fmt: skip
+    assert targets[:, 0].tolist() == [1.0, 3.5]
+
+
+def test_polyak_in_float32_keeps_small_steps_that_bf16_rounds_away():
+    """τ = 0.995 for 200 steps: exact arithmetic leaves 0.995^200 ≈ 37 % of the gap. A bf16
+    target keeps most of it (the step is below bf16's resolution); float32 matches exact."""
+    source = [torch.full((64,), 1.0)]
+    exact = 0.995**200
+    for dtype, ok in ((torch.float32, True), (torch.bfloat16, False)):
+        target = [torch.full((64,), 2.0, dtype=dtype)]
+        for _ in range(200):
+            sb.polyak_update(target, source, 0.995)
+        gap = float(target[0].float().mean() - 1.0)
+        assert (abs(gap - exact) < 1e-4) is ok, (dtype, gap)

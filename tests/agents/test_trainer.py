@@ -32,6 +32,9 @@ def _toy_config(model: Path, out: Path, **kw) -> EtpoConfig:
         critic_lr=3e-3,
         polyak=0.5,
         beta=0.05,
+        td_lambda=0.0,
+        critic_steps=2,
+        actor_steps=1,
         reward_baseline=0.0,
         checkpoint_every=1000,
         out=str(out),
@@ -180,3 +183,121 @@ def test_config_errors_name_the_field_and_value(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "optimizer='sgd'" in bad.stderr
+
+
+def test_truncated_steps_bootstrap_and_terminated_ones_do_not():
+    """A time-limit truncation is not the end of the task: its transition keeps the bootstrap
+    (done False); only a terminated one drops it. Through a real same-step-autoreset vector env."""
+    import gymnasium as gym
+
+    from etpo_agents.etpo.trainer import step_outcomes
+
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(TOY, max_episode_steps=1), lambda: gym.make(TOY)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    try:
+        envs.reset(seed=0)
+        first = step_outcomes(*envs.step(["c", "c"]), task="toy")
+        second = step_outcomes(*envs.step(["c", "a"]), task="toy")
+    finally:
+        envs.close()
+    truncated, running = first
+    assert (truncated.ended, truncated.done, truncated.last_obs) == (True, False, "again")
+    assert (running.ended, running.done, running.last_obs) == (False, False, "again")
+    terminated = second[1]
+    assert (terminated.ended, terminated.done, terminated.reward) == (True, True, 1.0)
+    assert second[0].done is False and second[0].ended is True
+
+
+def test_shape_reward_subtracts_a_running_mean_that_starts_at_the_first_reward():
+    from etpo_agents.etpo.trainer import shape_reward
+
+    baseline = None
+    shaped = []
+    for reward in (1.0, 0.0, 0.5):
+        value, baseline = shape_reward(reward, baseline, 0.5)
+        shaped.append(value)
+    assert shaped == [0.0, -1.0, 0.0]  # baselines 1.0, 1.0 → 0.5, 0.5 → 0.5
+    assert baseline == 0.5
+    assert shape_reward(0.7, 0.2, 0.0) == (0.7, 0.2)  # rate 0: rewards pass unchanged
+
+
+@pytest.mark.parametrize("q_param", ["head", "dueling", "paper"])
+def test_targets_come_from_the_target_critic(tiny_lm_dir, q_param):
+    """With Q ≠ Q̄, the targets an update trains on are Q̄'s soft values, not Q's."""
+    from etpo_agents.etpo import soft_bellman as sb
+    from etpo_agents.etpo.optim import make_optimizer
+    from etpo_agents.etpo.trainer import Transition, etpo_update
+
+    models = EtpoModels(tiny_lm_dir, q_param=q_param, seed=0)
+    with torch.no_grad():
+        for p in models.critic_parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    batch = [
+        Transition([1], [5, 3, 0], 0.3, [2], False),
+        Transition([2], [3, 0], -0.2, [1], True),
+    ]
+    cfg = EtpoConfig(q_param=q_param, beta=0.1, gamma=0.9, critic_steps=1, td_lambda=0.0)
+    prompts, actions = [t.prompt_ids for t in batch], [t.action_ids for t in batch]
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+
+    def expected_target_mean(role: str) -> float:
+        q, v = models.action_outputs(role, prompts, actions)
+        pi, rho = (models.action_logits(r, prompts, actions) for r in ("pi", "rho"))
+        nq, nv = models.first_outputs(role, [t.next_prompt_ids for t in batch])
+        npi, nrho = (models.first_logits(r, [[2], [1]])[:, None] for r in ("pi", "rho"))
+        if q_param == "dueling":
+            nxt = sb.dueling_soft_values(q[:, 1:], v[:, 1:], pi[:, 1:], 0.1)
+            obs = sb.dueling_soft_values(nq[:, None], nv[:, None], npi, 0.1)[:, 0]
+        else:
+            nxt = sb.soft_values(q[:, 1:], pi[:, 1:], rho[:, 1:], 0.1)
+            obs = sb.soft_values(nq[:, None], npi, nrho, 0.1)[:, 0]
+        y = sb.soft_bellman_targets(
+            nxt, obs, torch.tensor([0.3, -0.2]), torch.tensor([0.0, 1.0]), mask, 0.9
+        )
+        return float(sb.masked_mean(y, mask))
+
+    from_q_bar, from_q = expected_target_mean("q_target"), expected_target_mean("q")
+    assert abs(from_q_bar - from_q) > 1e-3  # the test can tell them apart
+    stats = etpo_update(
+        models,
+        batch,
+        cfg,
+        make_optimizer(models.policy_parameters(), "adamw", 1e-4),
+        make_optimizer(models.critic_parameters(), "adamw", 1e-4),
+    )
+    assert stats["stats/target_mean"] == pytest.approx(from_q_bar, abs=1e-5)
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_zero_rewards_learn_from_nothing_but_log_the_real_rewards(tiny_lm_dir, tmp_path, zero):
+    cfg = _toy_config(
+        tiny_lm_dir, tmp_path / "run", steps=1, zero_rewards=zero, td_lambda=1.0, beta=0.1
+    )
+    record = _records(train(cfg, progress=False))[0]
+    assert record["charts/mean_reward"] > 0  # the toy pays 1 for some of 16 random answers
+    # Q̄ ≡ 0 and π = ρ at the start: the targets are the (shaped) rewards alone
+    if zero:
+        assert record["stats/target_mean"] == 0.0
+    else:
+        assert record["stats/target_mean"] > 0
+
+
+def test_fp16_compute_trains_with_a_gradient_scaler(tiny_lm_dir, tmp_path):
+    """fp16 autocast (on CPU where torch allows it): the scaler scales, unscales before
+    clipping and steps; parameters move, losses stay finite, its state is checkpointed."""
+    cfg = _toy_config(tiny_lm_dir, tmp_path / "run", steps=2, dtype="float16", checkpoint_every=2)
+    run = train(cfg, progress=False)
+    records = _records(run)
+    assert all(torch.isfinite(torch.tensor(r["losses/critic"])) for r in records)
+    state = torch.load(run / "checkpoint" / "trainer.pt", weights_only=False)
+    assert [s["scale"] for s in state["scalers"]] and all(
+        0 < s["scale"] <= 65536.0 for s in state["scalers"]
+    )
+    before = EtpoModels(tiny_lm_dir, seed=0)
+    after = EtpoModels(tiny_lm_dir, seed=0)
+    after.load(run / "checkpoint")
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before.policy_parameters(), after.policy_parameters())
+    )

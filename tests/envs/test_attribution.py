@@ -86,7 +86,8 @@ def make_env(backend):
 def test_crafted_prediction_files_and_forged_messages_are_the_agents_errors(make_env, backend):
     env = make_env(task="breast_cancer", max_steps=len(CRAFTED) + 3)
     _, info = env.reset(seed=0)
-    assert info["isolation"] == {"local": "none", "docker": "container"}[backend]
+    expected = {"local": ("namespaces", "none"), "docker": ("container",)}[backend]
+    assert info["isolation"] in expected and info["isolation"] == env.unwrapped.sandbox.isolation
     for kind, body in CRAFTED.items():
         _, reward, terminated, truncated, info = env.step(CRAFT.format(body=_body(body)))
         assert info["status"] == "error", (kind, info["error"])

@@ -110,3 +110,85 @@ def test_suite_and_agent_specs(monkeypatch):
         load_agent("nosuchmodule:x")
     with pytest.raises(ConfigError, match="etpo:RUN_DIR"):
         load_agent("etpo")
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path.name} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _run_dir(tmp_path: Path, records: list[dict], agents: list[str], max_steps: int = 5) -> Path:
+    config = {"suite": "custom-v0", "suite_digest": "x", "tasks": sorted({r["task"] for r in records}),
+              "agents": agents, "seeds": [0, 1], "sandbox": "local", "max_steps": max_steps}  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps({"config": config, "versions": {}}))
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return tmp_path
+
+
+def test_board_json_is_strict_and_names_replace_specs(tmp_path):
+    records = [
+        {**_record("wine", "etpo:runs/a/skill__etpo__1", 0, 0.9), "agent_name": "etpo:skill__etpo__1"},
+        {**_record("wine", "mod:Agent", 0, 0.8), "agent_name": "my-agent"},
+        {**_record("wine", "twin:A", 0, 0.7), "agent_name": "same"},
+        {**_record("wine", "twin:B", 0, 0.6), "agent_name": "same"},
+    ]  # fmt: skip
+    agents = [r["agent"] for r in records]
+    out = _run_dir(tmp_path, records, agents)
+    render(out)
+    board = _strict_json(out / "leaderboard.json")
+    assert board["per_task"]["wine"]["mod:Agent"]["sem"] is None  # one seed: undefined, null
+    assert board["names"] == {
+        "etpo:runs/a/skill__etpo__1": "etpo:skill__etpo__1",
+        "mod:Agent": "my-agent",
+        "twin:A": "twin:A",  # a shared name would be ambiguous: the specs are shown
+        "twin:B": "twin:B",
+    }
+    md = (out / "leaderboard.md").read_text()
+    assert (
+        "`my-agent`" in md
+        and "`etpo:skill__etpo__1`" in md
+        and "runs/a/" not in md.split("Agents by name")[0]
+    )
+    assert "nan" not in (out / "leaderboard.csv").read_text().lower()
+
+
+def test_plots_colour_per_agent_share_scales_and_skip_a_flat_attempt_plot(tmp_path):
+    from etpo_gym.leaderboard.board import attempts_figure, board_figure, summarise
+
+    records = [_record(t, a, s, r) for t, a, s, r in (
+        ("wine", "logreg", 0, 0.9), ("wine", "rf", 0, 0.99),
+        ("digits", "logreg", 0, 0.7), ("digits", "rf", 0, 0.8),
+        ("diabetes", "logreg", 0, 0.3), ("diabetes", "rf", 0, -1.0),
+    )]  # fmt: skip
+    out = _run_dir(tmp_path, records, ["logreg", "rf"])
+    render(out)
+    assert (out / "leaderboard.png").stat().st_size > 0
+    assert not (out / "reward_by_attempt.png").exists()  # every episode ended in one attempt
+
+    summary = summarise(records, ["logreg", "rf"], ["wine", "digits", "diabetes"])
+    metrics = {"wine": "roc_auc", "digits": "roc_auc", "diabetes": "r2"}
+    header = {"suite": "custom-v0", "seeds": [0, 1, 2], "max_steps": 5}
+    names = {"logreg": "logreg", "rf": "rf"}
+    fig = board_figure(header, summary, ["wine", "digits", "diabetes"], names, metrics)
+    wine, digits, diabetes = fig.axes[:3]
+    assert wine.get_ylim() == digits.get_ylim() != diabetes.get_ylim()  # same metric, same scale
+    assert wine.get_ylabel() == "ROC AUC" and diabetes.get_ylabel() == "R²"
+    assert "custom-v0" in fig._suptitle.get_text() and "seeds 0–2" in fig._suptitle.get_text()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["rf", "logreg"]  # ranked
+    colours = {line.get_color() for line in wine.lines}
+    assert len(colours) == 2
+
+    assert attempts_figure(header, ["logreg", "rf"], names, records) is None
+    records.append({**_record("wine", "rf", 1, 0.95, steps=2), "rewards": [-1.0, 0.95]})
+    fig = attempts_figure(header, ["logreg", "rf"], names, records)
+    rf = next(line for line in fig.axes[0].lines if line.get_label() == "rf")
+    # rf's episodes: 0.99, 0.8, -1.0 (one attempt each) and [-1.0, 0.95]: cut after one
+    # attempt the last scores -1.0, after two or more 0.95
+    first, later = (0.99 + 0.8 - 1.0 - 1.0) / 4, (0.99 + 0.8 - 1.0 + 0.95) / 4
+    assert list(rf.get_ydata()) == pytest.approx([first] + [later] * 4)
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    render(out)
+    assert (out / "reward_by_attempt.png").stat().st_size > 0

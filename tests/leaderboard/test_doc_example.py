@@ -32,5 +32,5 @@ def test_custom_agent_example_runs_on_the_leaderboard(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     board = (tmp_path / "runs" / "mine" / "leaderboard.md").read_text()
-    assert "`my_agent:ForestAgent`" in board and "`logreg`" in board
+    assert "`my-forest`" in board and "`logreg`" in board  # shown by its name
     assert "4/4 cells" in board

@@ -33,6 +33,9 @@ NO_ENGINE = "unix:///nonexistent/etpo-gym-test.sock"
         ({"pool_size": -1}, "pool_size"),
         ({"timeout": 0}, "timeout"),
         ({"tmpfs_size": 10}, "tmpfs_size"),
+        ({"pods": 0}, "pods"),
+        ({"lifetime": 5}, "lifetime"),
+        ({"reuse": "yes"}, "reuse"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_accepted_values(kwargs, field):

@@ -16,14 +16,16 @@ from etpo_gym.tasks.base import Dataset, Task
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_ready")]
 
-# Uses the seeded global numpy RNG (random forest without random_state) and the seeded string
-# hash: both backends must give the kernel the same seeds to agree to the last bit.
+# Uses the seeded global numpy RNG (random forest without random_state, a jitter): both backends
+# must seed the kernel alike to agree to the last bit. Not the string hash (Docker's forked
+# kernels share their pod's PYTHONHASHSEED) and not the global `random` after an import (a fresh
+# interpreter's `import sklearn.ensemble` draws from it; a pod imported it before seeding).
 SEEDED_BODY = """\
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.impute import SimpleImputer
 import numpy as np
-jitter = (hash("etpo") % 1000) / 1e6
+jitter = np.random.randint(1000) / 1e6
 model = make_pipeline(SimpleImputer(), RandomForestClassifier(n_estimators=15, max_depth=4 + int(jitter > 5e-4)))
 model.fit(np.asarray(x_train, dtype=float) + jitter, y_train)
 """

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +21,7 @@ import pytest
 from etpo_gym.errors import SandboxUnavailable
 from etpo_gym.sandbox.base import Status
 from etpo_gym.sandbox.docker import DockerSandbox, list_resources, reap_orphans
+from etpo_gym.sandbox.pod import SUPERVISOR_MEMORY
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_ready")]
 
@@ -55,7 +59,8 @@ def test_seed_uid_and_read_only_layout(sandbox):
     )
     assert result.ok, result.error
     seed, rnd, uid, cwd, *rest = result.stdout.split()
-    assert seed == "1234" and float(rnd) == random.Random(1234).random()
+    # Kernels are forked from one interpreter per pod: its hash seed (0) is every kernel's.
+    assert seed == "0" and float(rnd) == random.Random(1234).random()
     import pwd
 
     assert int(uid) > 0
@@ -103,26 +108,25 @@ def test_inputs_in_predictions_out_and_hostile_outputs_refused(sandbox):
 
 
 def test_no_network_egress(sandbox):
+    # Checked from the kernel's own view of its network (interfaces and routes), without sending
+    # anything anywhere: the only interface is loopback and there is no route off it.
     result = run(
         sandbox,
         """
         import socket
-        try:
-            socket.create_connection(("1.1.1.1", 53), timeout=3)
-            print("TCP-OPEN")
-        except OSError as exc:
-            print("tcp", exc.errno)
-        try:
-            socket.getaddrinfo("pypi.org", 443)
-            print("DNS-OK")
-        except OSError as exc:
-            print("dns", exc.errno)
-        print([name for _, name in socket.if_nameindex()])
+        print("IFACES", sorted(name for _, name in socket.if_nameindex()))
+        with open("/proc/net/route") as f:
+            print("ROUTES", len(f.read().splitlines()) - 1)
+        with open("/proc/net/ipv6_route") as f:
+            print("ROUTES6", [l.split()[-1] for l in f.read().splitlines()])
         """,
     )
     assert result.ok, result.error
-    assert "TCP-OPEN" not in result.stdout and "DNS-OK" not in result.stdout
-    assert "['lo']" in result.stdout
+    assert "IFACES ['lo']" in result.stdout
+    assert "ROUTES 0" in result.stdout
+    routes6 = result.stdout.split("ROUTES6", 1)[1].strip()
+    # IPv6 routes, if any, are loopback's own.
+    assert set(ast.literal_eval(routes6)) <= {"lo"}, routes6
 
 
 def test_host_files_are_invisible(sandbox):
@@ -165,44 +169,76 @@ def test_host_files_are_invisible(sandbox):
     assert result.stdout.count("absent") == 2 and "hits []" in result.stdout
 
 
-def test_pids_limit_holds_against_a_fork_bomb(sandbox):
-    sandbox.reset(seed=3)
-    bounded = run(
+def test_the_kernel_can_neither_import_the_project_nor_load_a_builtin_task(sandbox):
+    # The image audit (test_docker_image.py) runs the image's python; this asks the kernel itself,
+    # with its own sys.path, cwd and environment, forked from the pod's pre-imported interpreter.
+    result = run(
         sandbox,
         """
-        import os, signal, time
-        children = []
-        try:
-            for _ in range(5000):
-                pid = os.fork()
-                if pid == 0:
-                    time.sleep(30)
-                    os._exit(0)
-                children.append(pid)
-        except OSError as exc:
-            print("stopped at", len(children), exc.errno)
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+        import importlib.util, sys
+        import sklearn.datasets as d
+        print("specs", [importlib.util.find_spec(m) is not None for m in ("etpo_gym", "etpo_agents")])
+        print("loaded", [m for m in sys.modules if m.split(".")[0] in ("etpo_gym", "etpo_agents")])
+        for name in ("load_diabetes", "load_breast_cancer", "load_wine", "load_digits"):
+            try:
+                getattr(d, name)()
+                print("LOADED", name)
+            except (ImportError, OSError) as exc:
+                print("refused", name, type(exc).__name__)
         """,
     )
-    assert bounded.ok, bounded.error
-    assert "stopped at" in bounded.stdout
-    assert int(bounded.stdout.split()[2]) < sandbox.pids_limit
-    bomb = run(
-        sandbox, "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", timeout=3
-    )
-    assert bomb.status is Status.TIMEOUT
-    assert bomb.restarted  # the swarm of processes went with the container
-    after = run(sandbox, "import os; print(sum(p.isdigit() for p in os.listdir('/proc')))")
-    assert after.ok and int(after.stdout) <= 3
+    assert result.ok, result.error
+    assert "specs [False, False]" in result.stdout and "loaded []" in result.stdout
+    assert "LOADED" not in result.stdout and result.stdout.count("refused") == 4, result.stdout
+
+
+def test_pids_limit_holds_against_a_fork_bomb():
+    # A low limit of its own: each child of a kernel costs a few MiB, and a loaded machine
+    # forks slowly; neither is what this test is about.
+    sandbox = DockerSandbox(timeout=120, pids_limit=48, pool_size=0)
+    try:
+        sandbox.reset(seed=3)
+        bounded = run(
+            sandbox,
+            """
+            import os, signal, time
+            children = []
+            try:
+                for _ in range(5000):
+                    pid = os.fork()
+                    if pid == 0:
+                        time.sleep(30)
+                        os._exit(0)
+                    children.append(pid)
+            except OSError as exc:
+                print("stopped at", len(children), exc.errno)
+            for pid in children:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            """,
+        )
+        assert bounded.ok, bounded.error
+        assert "stopped at" in bounded.stdout
+        assert int(bounded.stdout.split()[2]) < sandbox.pids_limit
+        bomb = run(
+            sandbox,
+            "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass",
+            timeout=3,
+        )
+        assert bomb.status is Status.TIMEOUT
+        assert bomb.restarted  # the swarm went with the wipe
+        after = run(sandbox, "import os; print(sum(p.isdigit() for p in os.listdir('/proc')))")
+        assert after.ok and int(after.stdout) <= 3  # the pod's init and supervisor, the kernel
+    finally:
+        sandbox.close()
 
 
 def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
     sandbox.reset(seed=4)
     big = run(sandbox, "import numpy as np\nblob = np.ones(2**34, dtype=np.uint8)")
     assert big.status is Status.OOM and "MemoryError" in big.error and big.restarted
-    # Shared memory escapes the data-segment limit: the cgroup's OOM killer stops it.
+    # Shared memory escapes the data-segment limit: the cgroup's OOM killer stops it. Touching
+    # the pages outlasted the fixture's 20 s at a load average of 30: the property is not a speed.
     touched = run(
         sandbox,
         f"""
@@ -211,6 +247,7 @@ def test_memory_bombs_report_oom_and_the_next_cell_works(sandbox):
         for i in range(0, {2 * MEMORY}, 4096):
             m[i] = 1
         """,
+        timeout=300,
     )
     assert touched.status is Status.OOM and "memory limit" in touched.error
     assert touched.oom and touched.restarted
@@ -230,7 +267,7 @@ def test_timeout_escalation_interrupt_then_replace(sandbox):
     )
     assert stubborn.status is Status.TIMEOUT and stubborn.restarted
     fresh = run(sandbox, "import os\nprint('kept' in globals(), os.environ['PYTHONHASHSEED'])")
-    assert fresh.stdout.split() == ["False", "5"]
+    assert fresh.stdout.split() == ["False", "0"]
 
 
 def test_kernel_and_init_death_are_reported_and_recovered(sandbox):
@@ -321,13 +358,32 @@ def test_labels_owner_and_close_removes_everything():
     assert labels["etpo-gym.sandbox"] == "1" and labels["etpo-gym.owner-pid"] == str(os.getpid())
     config = container.attrs["HostConfig"]
     assert config["NetworkMode"] == "none" and config["ReadonlyRootfs"] is True
-    assert config["Memory"] == config["MemorySwap"] == 2 * 2**30
+    assert config["Memory"] == config["MemorySwap"] == 2 * 2**30 + SUPERVISOR_MEMORY
     assert config["CapDrop"] == ["ALL"] and "no-new-privileges" in config["SecurityOpt"]
+    assert sorted(config["CapAdd"]) == ["SETGID", "SETPCAP", "SETUID"]  # the supervisor's
     assert config["PidsLimit"] == 256 and config["NanoCpus"] == 10**9
     assert config["LogConfig"]["Config"]["max-size"] == "1m" and config["Init"] is True
+    assert config["AutoRemove"] is True and config["IpcMode"] == "private"
     assert len(list_resources(instance=sb.instance)) >= 2  # a container and its volume
     sb.close()
     sb.close()
+    assert not list_resources(instance=sb.instance)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_every_episode_gets_a_fresh_kernel_in_a_wiped_pod_or_a_new_container(reuse):
+    sb = DockerSandbox(reuse=reuse, pool_size=0, pods=1)
+    try:
+        seen = []
+        for seed in (1, 2):
+            sb.reset(seed=seed)
+            result = run(sb, "import os; print(os.getpid()); open('/work/mine', 'x').close()")
+            assert result.ok, result.error  # /work is empty in every episode
+            seen.append((sb.container.id, result.stdout.strip()))
+        assert len(set(seen)) == 2  # a new kernel process each time
+        assert len({container for container, _ in seen}) == (1 if reuse else 2)
+    finally:
+        sb.close()
     assert not list_resources(instance=sb.instance)
 
 
@@ -338,26 +394,44 @@ def test_a_missing_image_is_unavailable_not_a_crash():
     sb.close()
 
 
-def test_kill_9_of_the_owner_leaves_nothing_the_next_start_does_not_reap():
-    owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from etpo_gym.sandbox.docker import DockerSandbox\n"
-            "sb = DockerSandbox(pool_size=1)\nsb.reset(seed=0)\nsb.prepare(1)\n"
-            "print('ready', flush=True)\nimport time\ntime.sleep(600)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+OWNER = """\
+import json, os, time
+from etpo_gym.sandbox.docker import DockerSandbox
+sb = DockerSandbox(pool_size=1)
+sb.reset(seed=0)
+sb.prepare(1)
+assert sb.execute("x = 1").ok  # a kernel that has run code, and a spare
+# A child holding a copy of every descriptor (the pods' owner connections too) that outlives
+# the owner: the pods must go all the same.
+keeper = os.fork()
+if keeper == 0:
+    time.sleep(600)
+    os._exit(0)
+print(json.dumps({"keeper": keeper}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_pods_of_a_sigkilled_owner_are_gone_within_10_s_without_help():
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    line = owner.stdout.readline()
+    facts = json.loads(line) if line.startswith("{") else {}
     try:
-        assert owner.stdout.readline().strip() == "ready"
+        assert facts, line
         assert list_resources(owner_pid=owner.pid)
-    finally:
-        owner.kill()  # SIGKILL: no close(), no finaliser
+        owner.send_signal(signal.SIGKILL)  # no close(), no finaliser, no atexit
         owner.wait()
-    time.sleep(2)  # a pooled container may still have been starting; let it settle
-    assert reap_orphans() >= 2  # at least its container and its volume
-    assert not list_resources(owner_pid=owner.pid)
-    leftovers = list(Path(tempfile.gettempdir()).glob(f"etpo-gym-docker-{owner.pid}-*"))
-    assert not leftovers
+        killed = time.monotonic()
+        # Nothing else starts a sandbox meanwhile: each pod's supervisor notices by itself.
+        while list_resources(owner_pid=owner.pid):
+            # The property itself is a time bound: 10 s, the margin the issue allows.
+            assert time.monotonic() - killed < 10.0, list_resources(owner_pid=owner.pid)
+            time.sleep(0.2)
+    finally:
+        owner.kill()
+        owner.wait()
+        if facts.get("keeper"):
+            os.kill(facts["keeper"], signal.SIGKILL)
+    # What is left on the host (its directory) goes with the next start's reaping.
+    reap_orphans()
+    assert not list(Path(tempfile.gettempdir()).glob(f"etpo-gym-docker-{owner.pid}-*"))

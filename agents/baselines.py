@@ -91,7 +91,7 @@ class FixedModelAgent:
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         failed = bool(info.get("status")) and info.get("status") != "ok"
-        return self.fallback if failed else self.code
+        return _submitted(self.fallback if failed else self.code, info)
 
 
 class RandomTemplateAgent:
@@ -107,7 +107,13 @@ class RandomTemplateAgent:
         self._rng = random.Random(f"{task}:{seed}")
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
-        return self._rng.choice(self.menu)
+        return _submitted(self._rng.choice(self.menu), info)
+
+
+def _submitted(body: str, info: dict[str, Any]) -> str:
+    """In ``DataSciNotebook-v0`` (its info counts cells) a fixed pipeline is submitted at once,
+    without exploring: the same body, scored on the same split as in ``DataSci-v0``."""
+    return f"%%submit\n{body}" if "cells_left" in info else body
 
 
 BASELINES = ("logreg", "random-forest", "hist-gb", "random-template")

@@ -18,6 +18,12 @@ Prints, for the same code on the same split:
 
     python benchmarks/env_throughput.py [--reps 15] [--task breast_cancer]
         [--docker] [--episodes 10] [--rounds 3]
+    python benchmarks/env_throughput.py --notebook [--sandbox local] [--batch 24]
+
+``--notebook`` measures, instead, the LLM-trainer paths (issue #10): cells/s of
+``DataSciNotebook-v0`` (a trivial cell and a small pandas cell in the episode's kernel) and
+rewards/s of ``etpo_gym.score_batch`` on a warm ``ScoringPool`` of 1, 2 and 4 workers (GRPO-like
+batches: groups of 4 completions per seed, a small-fit body each, cold starts not timed).
 
 Targets (issue #8): at least 3 isolated episodes/s for one env loop on 2 cores, cold start at
 most 0.8 s. Earlier targets (issue #3): warm small-fit step <= 1.5x in-process exec, trivial round
@@ -213,6 +219,66 @@ def interleaved_figures(
     return figures
 
 
+# -- DataSciNotebook-v0 cells/s and score_batch rewards/s (issue #10) -------------------------
+
+NOTEBOOK_CELLS = {
+    "trivial cell": "x = 1",
+    "pandas cell": "pd.DataFrame(x_train).describe().iloc[:2, :3]",
+}
+
+
+def notebook_cells_per_s(backend: str, task: str, reps: int) -> dict[str, float]:
+    """Cells per second in one notebook episode's kernel, from the median cell time."""
+    env = gym.make(
+        "DataSciNotebook-v0", task=task, sandbox=backend, max_steps=10 * reps + 10, timeout=60.0
+    )
+    rates: dict[str, float] = {}
+    try:
+        env.reset(seed=0)
+        time.sleep(SETTLE_S)  # let the pool finish pre-starting the next episode's kernel
+        for label, cell in NOTEBOOK_CELLS.items():
+            times = []
+            for _ in range(reps * 4):
+                start = time.perf_counter()
+                _, _, _, _, info = env.step(cell)
+                times.append(time.perf_counter() - start)
+                assert info["status"] == "ok", info["error"]
+            rates[label] = 1.0 / statistics.median(times)
+    finally:
+        env.close()
+    return rates
+
+
+def score_batch_rewards_per_s(backend: str, task: str, workers: int, batch: int) -> float:
+    """Rewards per second of ``ScoringPool.score`` on a GRPO-like batch (groups of 4 codes per
+    seed), on a pool warmed by one untimed batch."""
+    body = BODIES["small-fit"]
+    with etpo_gym.ScoringPool(workers, sandbox=backend, timeout=60.0) as pool:
+        seeds = [i // 4 for i in range(batch)]
+        pool.score([body] * batch, task, seeds)  # cold starts: not timed
+        seeds = [1000 + i // 4 for i in range(batch)]
+        start = time.perf_counter()
+        results = pool.score([body] * batch, task, seeds)
+        elapsed = time.perf_counter() - start
+    assert all(r["status"] == "ok" for r in results), [r["error"] for r in results]
+    return batch / elapsed
+
+
+def notebook_section(args: argparse.Namespace) -> None:
+    cells = notebook_cells_per_s(args.sandbox, args.task, args.reps)
+    print(f"\nDataSciNotebook-v0 ({args.sandbox}), task {args.task}, {os.cpu_count()} cores\n")
+    print(f"{'cell':<16} {'cells/s':>8}")
+    for label, rate in cells.items():
+        print(f"{label:<16} {rate:>8.1f}")
+    print(f"\nscore_batch ({args.sandbox}), {args.batch} small-fit codes per batch\n")
+    print(f"{'workers':>7} {'rewards/s':>10} {'x 1 worker':>11}")
+    base_rate = None
+    for workers in (1, 2, 4):
+        rate = score_batch_rewards_per_s(args.sandbox, args.task, workers, args.batch)
+        base_rate = base_rate or rate
+        print(f"{workers:>7} {rate:>10.2f} {rate / base_rate:>11.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=15, help="repetitions of each step timing")
@@ -220,7 +286,15 @@ def main() -> None:
     parser.add_argument("--docker", action="store_true", help="also measure the Docker backend")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per timed block")
     parser.add_argument("--rounds", type=int, default=3, help="timed blocks (and cold starts)")
+    parser.add_argument(
+        "--notebook", action="store_true", help="instead: notebook cells/s, score_batch rewards/s"
+    )
+    parser.add_argument("--sandbox", default="local", help="backend of the --notebook figures")
+    parser.add_argument("--batch", type=int, default=24, help="codes per score_batch call")
     args = parser.parse_args()
+    if args.notebook:
+        notebook_section(args)
+        return
     if args.docker:
         from etpo_gym.sandbox.docker import docker_status
 

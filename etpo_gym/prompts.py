@@ -111,6 +111,45 @@ def initial_prompt(task: Task, style: str = "etpo", n_train: int | None = None) 
     return "\n".join(parts)
 
 
+#: First line of a notebook cell that is a submission (``DataSciNotebook-v0``).
+SUBMIT_MARKER = "%%submit"
+
+
+def notebook_prompt(
+    task: Task, style: str, n_train: int, n_eval: int, budget: str, submit_marker: str
+) -> str:
+    """The first observation of a ``DataSciNotebook-v0`` episode: the task, the variables the
+    kernel holds, how to submit, and the budget."""
+    check_style(style)
+    target = _target_line(task).replace("`y_train` is", "`y_train`:", 1)
+    parts = [
+        "You are an expert data scientist working in a Jupyter notebook. Explore the data, then "
+        "submit a model.",
+        "",
+        f"Task: {task.name}. {task.description}",
+        "The kernel has loaded the data: "
+        + _input_line(task, n_train).replace("`x_train` is", "`x_train`:", 1),
+        target,
+        f"`x_eval`: the {n_eval} evaluation rows, same columns, no labels. "
+        "numpy is imported as `np`, pandas as `pd`.",
+        _goal_line(task),
+    ]
+    if style == "rich":
+        parts += ["", _column_table(task)]
+    parts += [
+        "",
+        "Each message you send is one code cell; you see its output (printed text, the value of "
+        "the last expression, errors). Variables persist from cell to cell.",
+        f"To submit, send a cell whose first line is `{submit_marker}`, followed by "
+        "`def build_model(x_train, y_train):` returning a fitted model (or just the function's "
+        "body, which assigns `model`); it may use what earlier cells defined. The env calls it on "
+        "x_train, y_train and scores its predictions for x_eval on the hidden labels. "
+        "(With tools: run_cell(code) runs a cell, submit(code) submits.)",
+        f"Budget: {budget}. A scored submission ends the episode.",
+    ]
+    return "\n".join(parts)
+
+
 def reflection_prompt(
     task: Task, code: str, error: str, style: str = "etpo", n_train: int | None = None
 ) -> str:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install etpo-gym with the agent, dev and ray extras (idempotent, quick when done).
+# Create .venv and install etpo-gym with the agent, trl, ray and dev extras (idempotent, quick
+# when done).
 # torch: a pinned release is installed first so that pip does not pick a multi-GB build by itself;
 # set TORCH_SPEC to choose another (e.g. TORCH_SPEC="torch==2.5.1" with a CUDA index).
 set -euo pipefail
@@ -33,6 +34,6 @@ echo "setup: installing etpo-gym and its dependencies into .venv (a few minutes 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -qq "$TORCH_SPEC"
 fi
-.venv/bin/python -m pip install -qq -e ".[agent,dev,ray]"
+.venv/bin/python -m pip install -qq -e ".[agent,trl,ray,dev]"
 echo "$want" > "$stamp"
 echo "setup: done" >&2

@@ -6,4 +6,5 @@ bash scripts/setup.sh
 . .venv/bin/activate
 ruff check .
 ruff format --check .
-python -m pytest -q -rs "$@"
+# Three test processes: most tests wait on kernels, containers and clusters rather than compute.
+python -m pytest -q -rfEs -n 3 --dist load "$@"

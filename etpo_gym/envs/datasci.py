@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from etpo_gym import prompts
+from etpo_gym.envs import chat
 from etpo_gym.envs.driver import PRED_FILE, driver_cell
 from etpo_gym.envs.spaces import CodeText, PromptText
 from etpo_gym.errors import ConfigError, OutputError, SandboxError
@@ -23,6 +24,7 @@ from etpo_gym.notebook import EpisodeRecorder
 from etpo_gym.sandbox import Sandbox, Status, make_sandbox, resolve_backend
 from etpo_gym.sandbox.base import ExecResult
 from etpo_gym.sandbox.confine import protect_process_memory
+from etpo_gym.schema import data_schema
 from etpo_gym.scoring import PredictionError, check_predictions, expected_shape, score
 from etpo_gym.tasks import get_task
 from etpo_gym.tasks.base import Task, holdout_split
@@ -44,6 +46,8 @@ log = logging.getLogger("etpo_gym.envs")
 _MAX_CODE_IN_PROMPT = 6000
 _MAX_ERROR_IN_PROMPT = 3000
 _TRACEBACK_LINES = 12
+#: What ``reset(options=...)`` accepts.
+RESET_OPTIONS: tuple[str, ...] = ("task", "target", "drop", "next_seed")
 
 
 @dataclass
@@ -84,6 +88,11 @@ class DataSciEnv(gym.Env[str, str]):
     Gymnasium's shared-memory async vector env carries intact: the prompt; after a failure, a
     reflection prompt with the previous code and a concise error. Always ends with the template.
 
+    With ``observation_format="chat"``: :class:`~etpo_gym.envs.chat.ChatMessages`, a list of
+    ``{"role", "content"}`` messages. ``reset`` gives a system message and the prompt; each step
+    gives only what is new as one user message (the error after a failure, the score after a
+    success), never the prompt again: the agent keeps the transcript.
+
     ## Rewards
 
     On success, the task metric on the evaluation rows (ROC AUC — binary: positive-class
@@ -103,6 +112,15 @@ class DataSciEnv(gym.Env[str, str]):
     Terminated on the first success; truncated after ``max_steps`` steps (``env.spec.max_episode_steps``
     says ``max_steps`` too).
 
+    ## Reset
+
+    ``reset(seed=s)`` is reproducible (same prompt, split, kernel seeds). Options:
+    ``{"task": name_or_Task}`` switches the task for this and later episodes (``"target"`` and
+    ``"drop"`` with a CSV path); ``{"next_seed": s}`` says which seed the next seedless ``reset``
+    uses, so that the sandbox pre-starts its kernel. Anything else is a ``ConfigError`` naming
+    what is accepted. ``first_observation(seed, task)`` is the observation ``reset`` would return,
+    computed without a kernel (``etpo_gym.prompt_dataset`` uses it).
+
     ## Info
 
     ``score``, ``metric``, ``status`` (ok/error/timeout/oom/killed/infra_error), ``error``
@@ -112,7 +130,9 @@ class DataSciEnv(gym.Env[str, str]):
     read the host's files; ``"namespaces"``; ``"container"``), ``state_lost`` (the kernel was
     restarted after this step: variables and files of earlier steps are gone), ``protocol``; with
     ``protocol="etpo"`` also ``scores`` (per split) and ``score_std``; ``notebook`` (path) when
-    recording and the episode ended.
+    recording and the episode ended. On ``reset``: ``schema``, the data's description from the
+    training rows (columns with dtype, missing count, range or levels; target classes and
+    balance; row counts: :func:`etpo_gym.schema.data_schema`).
 
     ## Arguments
 
@@ -129,6 +149,7 @@ class DataSciEnv(gym.Env[str, str]):
     | ``timeout`` | ``60.0`` | seconds per step, then interrupt → restart |
     | ``memory_limit`` | backend's | bytes the kernel may use |
     | ``prompt_style`` | ``"etpo"`` | ``"etpo"`` or ``"rich"`` (adds a column table and class balance) |
+    | ``observation_format`` | ``"text"`` | ``"text"`` (a string) or ``"chat"`` (a list of messages) |
     | ``record_dir`` | ``None`` | write each episode as a notebook there |
     | ``max_observation_length`` / ``max_action_length`` | ``16384`` | Text space sizes |
     | ``sandbox_kwargs`` | ``None`` | extra keyword arguments of the sandbox backend |
@@ -156,6 +177,7 @@ class DataSciEnv(gym.Env[str, str]):
         timeout: float = 60.0,
         memory_limit: int | None = None,
         prompt_style: str = "etpo",
+        observation_format: str = "text",
         record_dir: str | None = None,
         max_observation_length: int = 16384,
         max_action_length: int = 16384,
@@ -178,6 +200,7 @@ class DataSciEnv(gym.Env[str, str]):
         protect_process_memory()
         self.task = task if isinstance(task, Task) else get_task(task, target=target, drop=drop)
         prompts.check_style(prompt_style)
+        self.observation_format = chat.check_format(observation_format)
         self.protocol = protocol
         self.eval_fraction = float(eval_fraction)
         self.split_seed = split_seed
@@ -198,7 +221,11 @@ class DataSciEnv(gym.Env[str, str]):
             self._given_sandbox = None
             # Built (not started) now: bad sandbox settings are named here, not on first use.
             make_sandbox(self.sandbox_name, **self._sandbox_kwargs).close()
-        self.observation_space = PromptText(max_length=max_observation_length, charset=CHARSET)
+        self.max_observation_length = max_observation_length
+        if self.observation_format == "chat":
+            self.observation_space = chat.ChatMessages(max_observation_length, CHARSET)
+        else:
+            self.observation_space = PromptText(max_length=max_observation_length, charset=CHARSET)
         self.action_space = CodeText(max_length=max_action_length, charset=CHARSET)
         self._recorder = EpisodeRecorder(record_dir) if record_dir else None
         self._sandbox: Sandbox | None = self._given_sandbox
@@ -210,7 +237,7 @@ class DataSciEnv(gym.Env[str, str]):
         self._done = True
         self._train_idx = np.empty(0, dtype=np.int64)
         self._eval_idx = np.empty(0, dtype=np.int64)
-        self._observation = ""
+        self._observation: str | list[chat.Message] = ""
         self._last: dict[str, Any] = {}
         self._pending_infra = ""
         self._kernel_used = False
@@ -232,9 +259,11 @@ class DataSciEnv(gym.Env[str, str]):
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
+        task, next_seed = self._reset_options(options)
         super().reset(seed=seed)
         self._finish_notebook()
+        self.task = task
         self._episode += 1
         if seed is not None:
             self._seed = int(seed)
@@ -243,22 +272,16 @@ class DataSciEnv(gym.Env[str, str]):
         else:
             self._seed = int(self.np_random.integers(0, 2**31 - 1))
         # Drawn now so that a pooled sandbox can pre-start the next episode's kernel.
-        self._next_seed = int(self.np_random.integers(0, 2**31 - 1))
+        drawn = int(self.np_random.integers(0, 2**31 - 1))
+        self._next_seed = drawn if next_seed is None else next_seed
         self._step = 0
         self._done = False
         self._last = {}
-        split_seed = self._seed if self.split_seed is None else self.split_seed
-        self._train_idx, self._eval_idx = holdout_split(
-            self.task.data.y,
-            split_seed,
-            self.eval_fraction,
-            stratify=self.task.task_type != "regression",
-        )
-        n_train = len(self._train_idx) if self.protocol == "holdout" else self.task.n_rows // 2
-        self._observation = self._clean(
-            prompts.initial_prompt(self.task, self.prompt_style, n_train=n_train)
-        )
+        self._train_idx, self._eval_idx = self._split(self.task, self._seed)
+        prompt = self._prompt(self.task, self._train_idx, self._eval_idx)
+        self._observation = self._opening(prompt)
         info = self._base_info()
+        info["schema"] = data_schema(self.task, self._train_idx, self._eval_idx)
         self._pending_infra = ""
         try:
             self._prepare_with_retry()
@@ -271,15 +294,15 @@ class DataSciEnv(gym.Env[str, str]):
         if self._recorder is not None:
             try:
                 self._recorder.begin(
-                    f"{self.task.name}__seed{self._seed}__ep{self._episode}",
-                    self._observation,
+                    self._episode_name(),
+                    self._clean(prompt),
                     {"task": self.task.name, "seed": self._seed, "sandbox": self.sandbox_name},
                 )
             except Exception:
                 log.warning("recording the episode failed", exc_info=True)
         return self._observation, info
 
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if self._closed:
             raise gym.error.ClosedEnvironmentError("step() called on a closed DataSci env")
         if self._done:
@@ -314,18 +337,24 @@ class DataSciEnv(gym.Env[str, str]):
         terminated = truncated = False
         if outcome.status is Status.OK:
             assert outcome.score is not None
-            reward = -outcome.score if self.task.metric == "rmse" else outcome.score
-            # A success never pays less than a failure (R² and -RMSE are unbounded below).
-            reward = max(reward, self.error_reward)
+            reward = self._success_reward(outcome.score)
             terminated = True
             summary = f"**Reward {reward:.4f}** — {self.task.metric} {outcome.score:.4f}"
+            if self.observation_format == "chat":
+                self._observation = chat.feedback(
+                    f"Scored: {self.task.metric} {outcome.score:.4f}, reward {reward:.4f}. "
+                    "The episode is over."
+                )
         elif outcome.status is Status.INFRA_ERROR:
             reward = 0.0
             truncated = True
-            self._observation = self._clean(
-                prompts.initial_prompt(self.task, self.prompt_style)
-                + "\n# The sandbox failed (not your code); the episode was stopped.\n"
-            )
+            stopped = "The sandbox failed (not your code); the episode was stopped."
+            if self.observation_format == "chat":
+                self._observation = chat.feedback(stopped)
+            else:
+                self._observation = self._clean(
+                    prompts.initial_prompt(self.task, self.prompt_style) + f"\n# {stopped}\n"
+                )
             summary = f"**Infrastructure error** (not scored): {outcome.error}"
         else:
             reward = self.error_reward
@@ -354,7 +383,10 @@ class DataSciEnv(gym.Env[str, str]):
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        lines = [self._observation]
+        observation = self._observation
+        if not isinstance(observation, str):
+            observation = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in observation)
+        lines = [observation]
         if self._last:
             lines.append(
                 f"[step {self._last['step']}] status={self._last['status']} "
@@ -510,20 +542,84 @@ class DataSciEnv(gym.Env[str, str]):
             return _Outcome(Status.ERROR, None, msg, msg, result)
         return _Outcome(Status.OK, value, "", "", result)
 
-    def _reflection(self, code: str, error: str) -> str:
+    def _reflection(self, code: str, error: str) -> str | list[chat.Message]:
         if len(code) > _MAX_CODE_IN_PROMPT:
             code = code[:_MAX_CODE_IN_PROMPT] + "\n# ... (code truncated)"
         if len(error) > _MAX_ERROR_IN_PROMPT:
             error = "... " + error[-_MAX_ERROR_IN_PROMPT:]
+        if self.observation_format == "chat":  # the code is in the agent's own message
+            text = f"It failed with:\n{error.rstrip()}\n\nFix the problem and write the function again."
+            return chat.feedback(self._clean(text))
         n_train = len(self._train_idx) if self.protocol == "holdout" else self.task.n_rows // 2
         text = prompts.reflection_prompt(self.task, code, error, self.prompt_style, n_train=n_train)
         return self._clean(text)
+
+    # -- shared with DataSciNotebook-v0 ------------------------------------------------------
+
+    def first_observation(self, seed: int, task: str | Task | None = None) -> Any:
+        """The observation ``reset(seed=seed, options={"task": task})`` returns, computed
+        without a kernel (and without changing the env)."""
+        chosen = self.task if task is None else self._task_from(task)
+        train_idx, eval_idx = self._split(chosen, int(seed))
+        return self._opening(self._prompt(chosen, train_idx, eval_idx))
+
+    def _prompt(self, task: Task, train_idx: np.ndarray, eval_idx: np.ndarray) -> str:
+        """The task prompt of an episode (the first observation's text)."""
+        n_train = len(train_idx) if self.protocol == "holdout" else task.n_rows // 2
+        return prompts.initial_prompt(task, self.prompt_style, n_train=n_train)
+
+    def _opening(self, prompt: str) -> str | list[chat.Message]:
+        text = self._clean(prompt)
+        return chat.opening(text) if self.observation_format == "chat" else text
+
+    def _split(self, task: Task, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        split_seed = seed if self.split_seed is None else self.split_seed
+        stratify = task.task_type != "regression"
+        return holdout_split(task.data.y, split_seed, self.eval_fraction, stratify=stratify)
+
+    def _episode_name(self) -> str:
+        """The recorded notebook's name for the current episode."""
+        return f"{self.task.name}__seed{self._seed}__ep{self._episode}"
+
+    def _success_reward(self, score: float) -> float:
+        """The reward of a scored submission: the metric (−RMSE), never below a failure's
+        (R² and −RMSE are unbounded below)."""
+        reward = -score if self.task.metric == "rmse" else score
+        return max(reward, self.error_reward)
+
+    def _task_from(
+        self, value: Any, target: str | None = None, drop: Sequence[str] | None = None
+    ) -> Task:
+        return value if isinstance(value, Task) else get_task(value, target=target, drop=drop)
+
+    def _reset_options(self, options: dict[str, Any] | None) -> tuple[Task, int | None]:
+        """The task and next seed that ``options`` ask for, checked before anything changes."""
+        if options is None:
+            return self.task, None
+        if not isinstance(options, dict):
+            raise ConfigError(f"reset options must be a dict; got {options!r}")
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"reset option(s) {unknown} are not accepted; accepted: {list(RESET_OPTIONS)}"
+            )
+        task = self.task
+        if "task" in options:
+            task = self._task_from(options["task"], options.get("target"), options.get("drop"))
+        elif "target" in options or "drop" in options:
+            raise ConfigError("reset options 'target' and 'drop' need 'task' (a CSV path)")
+        next_seed = options.get("next_seed")
+        if next_seed is not None and (
+            not isinstance(next_seed, int | np.integer) or isinstance(next_seed, bool)
+        ):
+            raise ConfigError(f"reset option next_seed={next_seed!r} must be an integer")
+        return task, None if next_seed is None else int(next_seed)
 
     def _clean(self, text: str) -> str:
         """Fit ``text`` into the observation space: unknown characters → "?", and if too long,
         keep the end (the template is last)."""
         text = "".join(ch if ch in CHARSET else "?" for ch in text)
-        limit = self.observation_space.max_length
+        limit = self.max_observation_length
         if len(text) > limit:
             text = "..." + text[-(limit - 3) :]
         return text

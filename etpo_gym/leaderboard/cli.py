@@ -125,7 +125,7 @@ def add_bench(sub: Any) -> None:
         type=int,
         default=5,
         metavar="N",
-        help="attempts per episode (default: %(default)s)",
+        help="attempts (DataSciNotebook-v0: cells) per episode (default: %(default)s)",
     )
     add_env_args(p)
     p.add_argument(

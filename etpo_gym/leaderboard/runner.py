@@ -252,7 +252,8 @@ def run_benchmark(
         sandbox: ``auto`` (Docker when usable, else local), ``local`` or ``docker``; resolved once
             here and recorded.
         jobs: cells in parallel (worker processes; object agents must pickle).
-        env_id, env_kwargs: the env and more ``gym.make`` keywords.
+        env_id, env_kwargs: the env and more ``gym.make`` keywords (``DataSciNotebook-v0``:
+            ``max_steps`` counts cells).
         log: called with one line saying which sandbox backend runs the cells, once every
             argument has been checked (and, with ``ray``, one saying where the cells go).
         ray: run the cells as Ray tasks on this cluster (``auto``, ``local``, ``host:port``,

@@ -78,6 +78,39 @@ def clear_dir(dir_fd: int, name: str = ".") -> None:
     scratch.clear_dir(dir_fd, name)
 
 
+def _python_storage(values: Any) -> Any:
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return values
+    try:
+        python = pd.StringDtype("python", na_value=dtype.na_value)
+    except TypeError:  # pandas < 2.3: no na_value
+        python = pd.StringDtype("python")
+    return values.astype(python)
+
+
+def python_strings(value: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """``value`` with its strings (values, column labels, index) stored as Python objects.
+
+    Where pyarrow is installed (the ``trl`` extra brings it), pandas stores strings in Arrow
+    arrays, and a pickle of them needs pyarrow to load: the sandbox image has none.
+    """
+    if isinstance(value, pd.Series):
+        out = _python_storage(value)
+    else:
+        out = value.copy(deep=False)
+        for i in range(out.shape[1]):
+            column = out.iloc[:, i]
+            converted = _python_storage(column)
+            if converted is not column:
+                out.isetitem(i, converted)
+        out.columns = _python_storage(out.columns)
+    if out is value:
+        out = value.copy(deep=False)
+    out.index = _python_storage(out.index)
+    return out
+
+
 def check_inputs(arrays: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` unless :func:`save_inputs` accepts ``arrays``: identifier names,
     numeric arrays or DataFrames/Series."""
@@ -104,7 +137,7 @@ def save_inputs(directory: Path, arrays: Mapping[str, Any]) -> None:
             fd = os.open(target, flags, 0o444, dir_fd=dir_fd)
             with os.fdopen(fd, "wb") as fh:
                 if frame:
-                    value.to_pickle(fh)
+                    python_strings(value).to_pickle(fh)
                 else:
                     np.save(fh, np.asarray(value), allow_pickle=False)
     finally:

@@ -162,6 +162,29 @@ def test_inputs_are_never_written_through_a_planted_symlink(tmp_path):
     assert oct((data / "x_train.npy").stat().st_mode & 0o777) == "0o444"
 
 
+def test_saved_frames_load_without_pyarrow(tmp_path):
+    """Where pyarrow is installed pandas keeps strings in Arrow arrays; the sandbox image has no
+    pyarrow, so the pickles written for it hold Python strings (values, labels, index)."""
+    pytest.importorskip("pyarrow")
+    arrow = pd.StringDtype("pyarrow", na_value=np.nan)
+    frame = pd.DataFrame(
+        {"when": pd.array(["2024-01-02 10:00", None], dtype=arrow), "n": [1, 2]},
+        index=pd.Index(["r1", "r2"], dtype=arrow),
+    )
+    frame.columns = frame.columns.astype(arrow)
+    assert b"pyarrow" in pickle.dumps(frame)  # what was written before
+    data = tmp_path / "data"
+    data.mkdir()
+    save_inputs(data, {"x_train": frame, "y_train": frame["when"]})
+    for name in ("x_train", "y_train"):
+        raw = (data / f"{name}.pkl").read_bytes()
+        assert b"pyarrow" not in raw
+    loaded = pd.read_pickle(data / "x_train.pkl")
+    assert loaded["when"].tolist()[0] == "2024-01-02 10:00" and pd.isna(loaded["when"].iloc[1])
+    assert list(loaded.columns) == ["when", "n"] and list(loaded.index) == ["r1", "r2"]
+    assert frame["when"].dtype.storage == "pyarrow"  # the caller's frame is left as it was
+
+
 def test_a_file_that_keeps_growing_is_read_within_its_declared_size(out):
     path, fd = out
     (path / "pred.npy").write_bytes(_saved(np.ones(4)))

@@ -94,6 +94,8 @@ def etpo_config(method: str, seed: int, args: argparse.Namespace, out: Path) -> 
         env_steps_per_update=1,
         max_episode_steps=1,
         checkpoint_every=steps,
+        # The sandbox GRPO and the scorer use (and the one the published runs trained in).
+        sandbox="local",
         out=str(out),
     )
     if method == "etpo-paper":  # the paper's parametrisation and this project's old defaults

@@ -94,7 +94,7 @@ class EpisodeScorer:
                 sandbox=self.sandbox,
                 max_steps=1,
                 timeout=self.timeout,
-                sandbox_kwargs={"prestart": False} if self.sandbox == "local" else None,
+                sandbox_kwargs={"pool_size": 0} if self.sandbox == "local" else None,
                 **self.env_kwargs,
             )
         return self._envs[task]

@@ -72,7 +72,7 @@ def env_config(cfg: EtpoConfig) -> EtpoConfig:
     if cfg.sandbox == "local":
         # Each task's env would keep a kernel pre-started for its next episode: with k tasks,
         # k spare kernels per env, most idle and those left at the end never used.
-        kwargs["sandbox_kwargs"] = {"prestart": False}
+        kwargs["sandbox_kwargs"] = {"pool_size": 0}
     return dataclasses.replace(
         cfg, env_id=ENV_ID, extra_env_kwargs={"tasks": tasks, **kwargs, **cfg.extra_env_kwargs}
     )

@@ -420,8 +420,9 @@ def _running_containers(owner_pid: int) -> list[str]:
     client = docker.from_env()
     try:
         selector = [f"{LABEL_OWNER_PID}={owner_pid}"]
-        found = client.containers.list(filters={"label": selector, "status": "running"})
-        return [c.name for c in found]
+        # One listing call (no per-container lookup that a concurrent removal could fail).
+        found = client.api.containers(filters={"label": selector, "status": "running"})
+        return [c["Names"][0] for c in found]
     finally:
         client.close()
 
@@ -433,8 +434,8 @@ def _started_containers(owner_pid: int) -> list[str]:
     client = docker.from_env()
     try:
         selector = [f"{LABEL_OWNER_PID}={owner_pid}"]
-        found = client.containers.list(all=True, filters={"label": selector})
-        return [c.name for c in found if c.status != "created"]
+        found = client.api.containers(all=True, filters={"label": selector})
+        return [c["Names"][0] for c in found if c.get("State") != "created"]
     finally:
         client.close()
 

@@ -51,7 +51,7 @@ PACKAGES = ("ipykernel", "numpy", "scipy", "pandas", "scikit-learn")
 CA_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 #: The build context shipped as package data: the Dockerfile and the files it copies in.
 CONTEXT_DIR = Path(__file__).resolve().parent / "container"
-CONTEXT_FILES = ("Dockerfile", "supervisor.py")
+CONTEXT_FILES = ("Dockerfile", "supervisor.py", "kernel_app.py")
 
 Log = Callable[[str], None]
 

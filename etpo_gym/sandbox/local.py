@@ -46,6 +46,7 @@ from etpo_gym.sandbox.provisioner import (
     LaunchSpec,
     Provisioner,
     connection_info,
+    kernel_app_source,
 )
 
 _PREFIX = "etpo-gym-local-"
@@ -209,8 +210,8 @@ class LocalProvisioner(Provisioner):
         confine_spec = confine.Spec(
             argv=[
                 self.backend.python,
-                "-m",
-                "ipykernel_launcher",
+                "-c",
+                kernel_app_source(),
                 "-f",
                 connection_file,
                 *KERNEL_ARGS,

@@ -46,6 +46,12 @@ IPC_PORTS: Mapping[str, int] = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4
 KERNEL_ARGS: tuple[str, ...] = ("--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR")
 
 
+def kernel_app_source() -> str:
+    """Source of ``container/kernel_app.py``: the kernel application every backend starts
+    (ipykernel's, with send queues that drop nothing); run it with ``python -c``."""
+    return (Path(__file__).resolve().parent / "container" / "kernel_app.py").read_text()
+
+
 def connection_info(key: str, ip: str) -> dict[str, object]:
     """The connection file contents for a kernel bound to ipc sockets ``<ip>-<port>``."""
     return {

@@ -138,16 +138,7 @@ SLOW_ON = {
 
 #: Attacks that still win against the sandbox, per backend, reported to its owners: expected
 #: failures (not strict: a fix turns them into passes) until the sandbox is fixed.
-OPEN: dict[tuple[str, str], str] = {
-    (
-        "iopub_flood_signed",
-        "local",
-    ): "50 000 signed stream messages: contained alone (4.7 s), but in one run of the whole suite (3 xdist workers) it ended as timeout at the 180 s limit on both backends; not yet understood (integration note)",
-    (
-        "iopub_flood_signed",
-        "docker",
-    ): "50 000 signed stream messages: contained alone (4.7 s), but in one run of the whole suite (3 xdist workers) it ended as timeout at the 180 s limit on both backends; not yet understood (integration note)",
-}
+OPEN: dict[tuple[str, str], str] = {}
 
 
 def _cases(cls: str) -> list:

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -110,6 +111,33 @@ def test_kernel_death_is_killed_with_its_exit_status(sb):
     assert result.status is Status.KILLED and result.exit_status == 5 and result.restarted
     assert "exit status 5" in result.error
     assert run(sb, "print(6 * 7)").stdout.strip() == "42"
+
+
+def test_messages_the_kernel_queues_while_the_host_reads_nothing_all_arrive(sb):
+    """Between two cells nobody reads the kernel's output: a thread of the first cell sends
+    20 000 signed messages then. ZeroMQ's default queue limit (1 000 messages) would drop most of
+    them, and in a cell the same loss takes the idle status or the reply with it, so that code
+    which finished is reported as a timeout. The kernel application queues without a limit."""
+    count = 20_000
+    code = FORGE + textwrap.dedent(
+        f"""
+        import threading
+        def flood():
+            for _ in range({count}):
+                k.session.send(k.iopub_socket, 'stream', {{'name': 'stdout', 'text': 'q'}},
+                               parent=parent)
+            open('flood-done', 'w').close()
+        threading.Thread(target=flood).start()
+        """
+    )
+    assert run(sb, code).ok
+    iopub = sb._kernel.client._conns["iopub"]  # the host's raw byte count of the channel
+    before = iopub.bytes_received
+    time.sleep(3)  # the thread floods while the host reads nothing
+    wait = "import os, time\nwhile not os.path.exists('flood-done'):\n    time.sleep(0.05)"
+    assert run(sb, wait).ok  # its idle status comes after every message the thread sent
+    size = len(json.dumps({"name": "stdout", "text": "q"})) + 4 * 64  # content, HMAC, headers
+    assert iopub.bytes_received - before >= count * size
 
 
 # Run in a fresh process whose own peak memory (VmHWM, reset before each flood) is the measure.

@@ -10,12 +10,23 @@ message + each step's observation, in order, is the conversation a chat model co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
+from gymnasium.vector.utils import (
+    batch_space,
+    concatenate,
+    create_empty_array,
+    create_shared_memory,
+    iterate,
+    read_from_shared_memory,
+    write_to_shared_memory,
+)
 
 from etpo_gym.errors import ConfigError
 
@@ -130,6 +141,73 @@ def _concatenate(space: ChatMessages, items: Any, out: Any) -> tuple[list[Messag
 @iterate.register(ChatMessages)
 def _iterate(space: ChatMessages, items: Any) -> Any:
     return iter(items)
+
+
+# Gymnasium's AsyncVectorEnv carries observations in shared memory by default. A message list
+# travels there as UTF-8 JSON in a fixed slot per env: a 4-byte length, then the text. The slot
+# holds every message at its content cap (JSON escapes take at most 6 bytes per character) plus
+# _MESSAGE_EXTRA bytes for its role, name and tool call id.
+_MESSAGE_EXTRA = 512
+
+
+def _slot_bytes(space: ChatMessages) -> int:
+    return 4 + space.max_messages * (6 * space.content_space.max_length + _MESSAGE_EXTRA)
+
+
+class SharedChats(Sequence[list[Message]]):
+    """The message lists in a shared buffer of :func:`_slot_bytes` slots, decoded on every
+    access (AsyncVectorEnv reads the buffer once, when it is built); ``copy.deepcopy`` (what it
+    returns with ``copy=True``) gives a plain tuple of lists."""
+
+    def __init__(self, space: ChatMessages, shared_memory: Any, n: int) -> None:
+        self._slot = _slot_bytes(space)
+        self._bytes = np.frombuffer(shared_memory.get_obj(), dtype=np.uint8).reshape(
+            (n, self._slot)
+        )
+
+    def __len__(self) -> int:
+        return len(self._bytes)
+
+    def __getitem__(self, index: int) -> list[Message]:  # type: ignore[override]
+        row = self._bytes[index]
+        size = int.from_bytes(row[:4].tobytes(), "little")
+        return json.loads(row[4 : 4 + size].tobytes()) if size else []
+
+    def __iter__(self) -> Iterator[list[Message]]:
+        return (self[i] for i in range(len(self)))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[list[Message], ...]:
+        return tuple(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return f"SharedChats({tuple(self)!r})"
+
+
+@create_shared_memory.register(ChatMessages)
+def _create_shared(space: ChatMessages, n: int = 1, ctx: ModuleType = multiprocessing) -> Any:
+    return ctx.Array("B", n * _slot_bytes(space))
+
+
+@read_from_shared_memory.register(ChatMessages)
+def _read_shared(space: ChatMessages, shared_memory: Any, n: int = 1) -> SharedChats:
+    return SharedChats(space, shared_memory, n)
+
+
+@write_to_shared_memory.register(ChatMessages)
+def _write_shared(space: ChatMessages, index: int, value: Any, shared_memory: Any) -> None:
+    data = json.dumps(list(value), ensure_ascii=False).encode()
+    slot = _slot_bytes(space)
+    if 4 + len(data) > slot:
+        raise ValueError(
+            f"a chat observation of {len(data)} bytes of JSON does not fit its shared-memory slot "
+            f"of {slot - 4} (a name or tool_call_id over {_MESSAGE_EXTRA // 6} characters?)"
+        )
+    row = np.frombuffer(shared_memory.get_obj(), dtype=np.uint8)[index * slot : (index + 1) * slot]
+    row[:4] = np.frombuffer(len(data).to_bytes(4, "little"), dtype=np.uint8)
+    row[4 : 4 + len(data)] = np.frombuffer(data, dtype=np.uint8)
 
 
 SYSTEM_PROMPT = (

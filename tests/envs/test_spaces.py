@@ -6,9 +6,14 @@ import copy
 
 import gymnasium as gym
 import pytest
-from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory
+from gymnasium.vector.utils import (
+    create_shared_memory,
+    read_from_shared_memory,
+    write_to_shared_memory,
+)
 
 import etpo_gym
+from etpo_gym.envs.chat import ChatMessages
 from etpo_gym.envs.datasci import CHARSET
 from etpo_gym.envs.spaces import CodeText, PromptText
 
@@ -19,8 +24,6 @@ BODY = (
 
 
 def test_shared_memory_round_trip_reads_what_was_written_last():
-    from gymnasium.vector.utils import write_to_shared_memory
-
     space = PromptText(max_length=64, charset=CHARSET)
     buffer = create_shared_memory(space, n=2)
     view = read_from_shared_memory(space, buffer, n=2)  # read once, as AsyncVectorEnv does
@@ -31,11 +34,35 @@ def test_shared_memory_round_trip_reads_what_was_written_last():
         assert isinstance(copy.deepcopy(view), tuple)
 
 
+def test_chat_shared_memory_round_trip_reads_what_was_written_last():
+    space = ChatMessages(max_length=64, charset=CHARSET, max_messages=3)
+    buffer = create_shared_memory(space, n=2)
+    view = read_from_shared_memory(space, buffer, n=2)  # read once, as AsyncVectorEnv does
+    first = [{"role": "system", "content": 'é ≤ 2\n\t"x"'}, {"role": "user", "content": "a"}]
+    longest = [{"role": "tool", "content": '"\\\n\t' * 16, "name": "run", "tool_call_id": "c1"}] * 3
+    for chats in ((first, []), ([{"role": "assistant", "content": "b"}], longest)):
+        for i, chat in enumerate(chats):
+            assert space.contains(chat)
+            write_to_shared_memory(space, i, chat, buffer)
+        assert copy.deepcopy(view) == chats and isinstance(copy.deepcopy(view), tuple)
+        assert list(view) == list(chats)
+    with pytest.raises(ValueError, match="does not fit its shared-memory slot"):
+        write_to_shared_memory(
+            space, 0, [{"role": "tool", "content": "", "name": "n" * 9999}], buffer
+        )
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("observation_format", ["text", "chat"])
 @pytest.mark.parametrize("env_id", etpo_gym.ENV_IDS)
-def test_async_observations_equal_sync_ones(env_id):
+def test_async_observations_equal_sync_ones(env_id, observation_format):
     """Default vector arguments (shared memory): the same seeds give the same observations."""
-    kwargs = {"task": "breast_cancer", "sandbox": "local", "num_envs": 2}
+    kwargs = {
+        "task": "breast_cancer",
+        "sandbox": "local",
+        "num_envs": 2,
+        "observation_format": observation_format,
+    }
     seen = {}
     for mode in ("sync", "async"):
         envs = gym.make_vec(env_id, vectorization_mode=mode, **kwargs)
@@ -45,8 +72,13 @@ def test_async_observations_equal_sync_ones(env_id):
         finally:
             envs.close()
         seen[mode] = (reset_obs, step_obs, list(rewards), list(terminated), list(truncated))
-    assert all(isinstance(o, str) for o in seen["async"][0] + seen["async"][1])
-    assert "def build_model" in seen["async"][0][0] and "SyntaxError" in seen["async"][1][0]
+    reset_obs, step_obs = seen["async"][:2]
+    if observation_format == "chat":  # the opening turn, then only what is new
+        assert all(isinstance(o, list) for o in reset_obs + step_obs)
+        reset_obs = tuple(o[-1]["content"] for o in reset_obs)
+        step_obs = tuple(o[-1]["content"] for o in step_obs)
+    assert all(isinstance(o, str) for o in reset_obs + step_obs)
+    assert "def build_model" in reset_obs[0] and "SyntaxError" in step_obs[0]
     assert seen["async"] == seen["sync"]
 
 

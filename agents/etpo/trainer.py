@@ -388,7 +388,8 @@ def train(
     try:
         n = cfg.num_envs
         first_seed = cfg.seed * 100_003 + state["update"] * n
-        obs, _ = envs.reset(seed=[first_seed + i for i in range(n)])
+        obs, reset_infos = envs.reset(seed=[first_seed + i for i in range(n)])
+        _write_sandboxes(out / "sandbox.json", cfg.sandbox, reset_infos)
         returns = np.zeros(n)
         bar = tqdm(
             total=cfg.steps,
@@ -498,6 +499,24 @@ def _write_best(directory: Path, task: str, best: dict[str, Any]) -> None:
     tmp = directory / f".{name}.py.tmp"
     tmp.write_text(header + action_to_code(best["code"]) + "\n")
     tmp.replace(directory / f"{name}.py")
+
+
+def _write_sandboxes(path: Path, requested: str, infos: dict[str, Any]) -> None:
+    """What the envs really run in, as their reset infos say: ``config.json`` keeps what was
+    asked (``auto`` is decided per env, on a Ray cluster per worker)."""
+    used = set()
+    if "sandbox" in infos:
+        mask = infos.get("_sandbox", [True] * len(infos["sandbox"]))
+        for present, sandbox, isolation in zip(
+            mask, infos["sandbox"], infos.get("isolation", [None] * len(mask))
+        ):
+            if present:
+                used.add((str(sandbox), str(isolation)))
+    record = {
+        "requested": requested,
+        "used": [{"sandbox": s, "isolation": i} for s, i in sorted(used)],
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -122,6 +122,14 @@ def test_datasci_smoke_changes_parameters_and_writes_metrics(tmp_path):
     ):
         assert key in records[0]
     assert all(abs(r["losses/critic"]) < 1e6 for r in records)
+    sandboxes = json.loads((run / "sandbox.json").read_text())
+    assert sandboxes["requested"] == cfg.sandbox
+    (used,) = sandboxes["used"]  # both envs, one backend: what "auto" chose on this machine
+    assert used in (
+        {"sandbox": "docker", "isolation": "container"},
+        {"sandbox": "local", "isolation": "namespaces"},
+        {"sandbox": "local", "isolation": "none"},
+    )
     saved = EtpoConfig.from_json(run / "config.json")
     assert saved.task == "breast_cancer"
 

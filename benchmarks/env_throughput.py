@@ -5,7 +5,9 @@ Prints, for the same code on the same split:
 1. **Fresh isolated episodes** (with ``--docker``), before and after Docker pods, side by side:
    ``before`` is ``reuse=False`` (a new container per kernel, as the Docker sandbox did before
    pods), ``after`` the default (a kernel forked in a wiped pod). For each: cold start (``gym.make``
-   to the first execute, median of ``--rounds``), sustained episodes per second of one env loop
+   to the first execute, and the pod's imports within it), cold start to the first reward
+   (``gym.make`` to a small-fit step's result; medians of ``--rounds``), sustained episodes per
+   second of one env loop
    (each episode a seedless reset, as an RL loop does, and one small scikit-learn fit; blocks of
    ``--episodes`` taken in turns, before, after, before, ...) and the CPU seconds per episode of
    this process and of the containers (their cgroups' CPU time), with the ratio after/before.
@@ -113,14 +115,26 @@ def _container_cpu_s(env: gym.Env) -> float:
     return float(env.unwrapped.sandbox.backend.container_cpu_s())
 
 
-def cold_start_s(task_name: str, settings: dict[str, object]) -> float:
-    """``gym.make`` to the first execute of a new Docker env (a new sandbox, no pod yet)."""
+def cold_start_s(task_name: str, settings: dict[str, object]) -> tuple[float, float, float]:
+    """A new Docker env (a new sandbox, no pod yet): seconds from ``gym.make`` to its first
+    execute, the pod's imports among them, and ``gym.make`` to its first small-fit step's
+    reward (a second new env, so that neither start shares the other's pod)."""
     start = time.perf_counter()
     env = gym.make("DataSci-v0", task=task_name, sandbox="docker", sandbox_kwargs=settings)
     try:
         env.reset(seed=0)
         assert env.unwrapped.sandbox.execute("pass").ok
-        return time.perf_counter() - start
+        ready = time.perf_counter() - start
+        imports = max(env.unwrapped.sandbox.backend.pod_import_s(), default=float("nan"))
+    finally:
+        env.close()
+    start = time.perf_counter()
+    env = gym.make("DataSci-v0", task=task_name, sandbox="docker", sandbox_kwargs=settings)
+    try:
+        env.reset(seed=0)
+        _, _, terminated, _, info = env.step(BODIES["small-fit"])
+        assert terminated and info["status"] == "ok", info["error"]
+        return ready, imports, time.perf_counter() - start
     finally:
         env.close()
 
@@ -141,7 +155,7 @@ def episode_block(env: gym.Env, episodes: int) -> tuple[float, float, float]:
 
 def fresh_episodes(task_name: str, episodes: int, rounds: int) -> dict[str, dict[str, float]]:
     """Cold start and sustained episodes/s of each Docker mode, taken in turns."""
-    colds: dict[str, list[float]] = {mode: [] for mode in MODES}
+    colds: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
     for _ in range(rounds):
         for mode, settings in MODES.items():
             colds[mode].append(cold_start_s(task_name, settings))
@@ -167,7 +181,9 @@ def fresh_episodes(task_name: str, episodes: int, rounds: int) -> dict[str, dict
     figures = {}
     for mode, (wall, cpu, box, n) in totals.items():
         figures[mode] = {
-            "cold start, s": statistics.median(colds[mode]),
+            "cold start, s": statistics.median(c[0] for c in colds[mode]),
+            "  of which the pod's imports, s": statistics.median(c[1] for c in colds[mode]),
+            "cold start to 1st reward, s": statistics.median(c[2] for c in colds[mode]),
             "episodes/s, one env loop": n / wall,
             "CPU s/episode, this process": cpu / n,
             "CPU s/episode, containers": box / n,

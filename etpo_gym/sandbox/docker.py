@@ -381,6 +381,12 @@ class DockerBackend(Backend):
         if not keep:
             self._retire(pod)
 
+    def pod_import_s(self) -> list[float]:
+        """Seconds each live pod's supervisor spent importing the kernel's modules before it was
+        ready (what a cold start waits for; later kernels of the pod share the imports)."""
+        with self._lock:
+            return [pod.preload_s for pod in self._all if pod.preload_s]
+
     def container_cpu_s(self) -> float:
         """CPU seconds used by every pod of this backend so far (their cgroups, on the host)."""
         with self._lock:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import still_running
 
 from etpo_gym.leaderboard import run_benchmark
 from etpo_gym.leaderboard.results import read_results
@@ -34,24 +35,11 @@ def _kernels_of(pid: int) -> dict[int, float]:
         return {}
 
 
-def _alive(pids: dict[int, float]) -> list[int]:
-    import psutil
-
-    alive = []
-    for pid, created in pids.items():
-        try:
-            if psutil.Process(pid).create_time() == created:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def _wait_gone(pids: dict[int, float], seconds: float = 30) -> list[int]:
     deadline = time.monotonic() + seconds
-    while _alive(pids) and time.monotonic() < deadline:
+    while still_running(pids) and time.monotonic() < deadline:
         time.sleep(0.5)
-    return _alive(pids)
+    return still_running(pids)
 
 
 def _first_pid_file(pid_dir: Path, seconds: float = 300) -> tuple[int, str]:

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
+from processes import still_running
 
 from etpo_gym.errors import EtpoGymError
 
@@ -111,19 +112,6 @@ def test_disabled_autoreset_and_reset_mask_match_sync(ray_cluster):
         envs.close()
 
 
-def _alive(pids: dict[int, float]) -> list[int]:
-    import psutil
-
-    alive = []
-    for pid, created in pids.items():
-        try:
-            if psutil.Process(pid).create_time() == created:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def _own_containers(pid: int) -> list[str]:
     import docker
 
@@ -201,10 +189,10 @@ def test_killed_worker_is_an_infra_step_and_leaves_no_kernel(ray_cluster, backen
         assert envs.replaced == 1 and envs.workers[0].pid != victim.pid
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (
-            _alive(kernels) or (backend == "docker" and _own_containers(victim.pid))
+            still_running(kernels) or (backend == "docker" and _own_containers(victim.pid))
         ):
             time.sleep(0.5)
-        assert not _alive(kernels), "kernels outlived their killed owner"
+        assert not still_running(kernels), "kernels outlived their killed owner"
         if backend == "docker":
             assert not _own_containers(victim.pid), "containers outlived their killed owner"
         # the sub-env goes on: next_step autoreset on the new actor, then a scored step

@@ -81,6 +81,7 @@ from etpo_gym.sandbox.provisioner import (
     Connection,
     KernelFacts,
     LaunchSpec,
+    PathAliases,
     Provisioner,
 )
 
@@ -136,6 +137,12 @@ def _free_uid(first: int = 61000) -> int:
 class DockerBackend(Backend):
     """Pods from one image with one set of limits; see the module docstring and
     :class:`DockerSandbox` for the settings."""
+
+    #: the image's Python: a virtual environment at /opt/venv over the base image's interpreter
+    path_aliases = PathAliases(
+        [r"/opt/venv/lib/python3\.\d+/site-packages"],
+        [r"/usr/lib/python3\.\d+", r"/usr/local/lib/python3\.\d+"],
+    )
 
     name = "docker"
 

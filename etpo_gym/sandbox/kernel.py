@@ -33,7 +33,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,22 @@ def _etpo_cap_errors(shell, line_chars={line_chars}, traceback_chars={traceback_
 _etpo_cap_errors(get_ipython())
 del _etpo_cap_errors
 """
+
+
+def _tidy_outputs(
+    outputs: list[dict[str, Any]], tidy: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """``outputs`` (as the client keeps them) with ``tidy`` applied to their text."""
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "stream":
+            output["text"] = tidy(output["text"])
+        elif kind == "error":
+            output["evalue"] = tidy(output["evalue"])
+            output["traceback"] = [tidy(line) for line in output["traceback"]]
+        elif "text/plain" in output.get("data", {}):
+            output["data"]["text/plain"] = tidy(output["data"]["text/plain"])
+    return outputs
 
 
 #: Kernels in a row whose data directory may refuse the inputs before the host blames itself.
@@ -532,18 +548,19 @@ class KernelSandbox(Sandbox):
 
     def _judge(self, kernel: _Kernel, seen: Collected, limit: float) -> tuple[ExecResult, bool]:
         """The outcome of one execution, host facts first; and whether to restart."""
+        tidy = self.backend.path_aliases  # the kernel's Python paths, alike on every machine
         result = ExecResult(
             Status.OK,
-            stdout=seen.stdout,
-            outputs=seen.outputs,
+            stdout=tidy(seen.stdout),
+            outputs=_tidy_outputs(seen.outputs, tidy),
             elapsed_s=seen.elapsed_s,
             deadline_exceeded=seen.deadline_exceeded,
             output_truncated=seen.output_truncated,
             dropped_bytes=seen.dropped_bytes,
             protocol_errors=list(seen.protocol_errors),
             ename=seen.ename,
-            evalue=seen.evalue,
-            traceback="\n".join(seen.traceback),
+            evalue=tidy(seen.evalue),
+            traceback=tidy("\n".join(seen.traceback)),
         )
         provisioner = kernel.provisioner
         # A closed socket usually means the process is exiting: give it time to be reaped, so
@@ -575,7 +592,7 @@ class KernelSandbox(Sandbox):
             result.error = f"KernelProtocolError: {errors[0]}{more}"
             return result, True
         if seen.ename:
-            result.error = f"{seen.ename}: {seen.evalue}"
+            result.error = f"{seen.ename}: {result.evalue}"
             # ename is the exception's class name: numpy's allocation failure is
             # _ArrayMemoryError, a MemoryError subclass.
             if seen.ename.endswith("MemoryError"):

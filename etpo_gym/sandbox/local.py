@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from etpo_gym.sandbox.provisioner import (
     Connection,
     KernelFacts,
     LaunchSpec,
+    PathAliases,
     Provisioner,
     connection_info,
     kernel_app_source,
@@ -63,6 +66,21 @@ def protect_host_memory() -> None:
 def reap_stale_dirs(tmp: str | None = None) -> int:
     """Remove sandbox directories left by owners that died (kill -9). Returns how many."""
     return scratch.reap_stale(_PREFIX, tmp)
+
+
+def _python_paths(python: str) -> dict[str, str]:
+    """``sysconfig.get_paths()`` of the interpreter ``python`` (``{}`` if it cannot say)."""
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        return sysconfig.get_paths()
+    code = "import json, sysconfig; print(json.dumps(sysconfig.get_paths()))"
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        paths = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+    return {k: v for k, v in paths.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 class LocalBackend(Backend):
@@ -112,6 +130,7 @@ class LocalBackend(Backend):
             return
         reap_stale_dirs()
         cgroup.reap_stale()
+        self.path_aliases = PathAliases.of_paths(_python_paths(self.python))
         if self.protect_host:
             protect_host_memory()
         # Resolved once here (host-made, trusted), so paths below it can be opened O_NOFOLLOW.

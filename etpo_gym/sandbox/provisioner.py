@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -210,11 +211,57 @@ class Provisioner(abc.ABC):
         return True
 
 
+class PathAliases:
+    """Rewrites where the kernel's Python installation lies, which differs between machines and
+    backends (a virtual environment in someone's home directory, ``/opt/venv`` in the image), to
+    the same short forms everywhere: ``site-packages/...`` and ``python3.X/...`` (the standard
+    library). Tracebacks then read alike on every machine and backend and name no host path.
+
+    Args:
+        site_dirs: regular expressions of site-packages directories (no trailing slash).
+        stdlib_dirs: the same for standard library directories; their last path component
+            (``python3.X``) is kept.
+
+    Each expression must start with a literal path, so that rewriting stays linear in the text.
+    """
+
+    def __init__(self, site_dirs: Iterable[str] = (), stdlib_dirs: Iterable[str] = ()) -> None:
+        site, stdlib = list(site_dirs), list(stdlib_dirs)
+        # Site-packages first: it may lie inside a standard library directory.
+        parts = [f"(?P<site>{'|'.join(site)})/"] if site else []
+        parts += [f"(?P<stdlib>{'|'.join(stdlib)})/"] if stdlib else []
+        self._pattern = re.compile("|".join(parts)) if parts else None
+
+    @classmethod
+    def of_paths(cls, paths: Mapping[str, str]) -> PathAliases:
+        """Aliases for an interpreter's ``sysconfig.get_paths()``."""
+        site = {paths[k].rstrip("/") for k in ("purelib", "platlib") if paths.get(k)}
+        stdlib = {paths[k].rstrip("/") for k in ("stdlib", "platstdlib") if paths.get(k)}
+        return cls(
+            sorted((re.escape(d) for d in site), key=len, reverse=True),
+            sorted((re.escape(d) for d in stdlib), key=len, reverse=True),
+        )
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None or "/" not in text:
+            return text
+        return self._pattern.sub(self._replace, text)
+
+    @staticmethod
+    def _replace(match: re.Match[str]) -> str:
+        if match.lastgroup == "site":
+            return "site-packages/"
+        return match.group("stdlib").rsplit("/", 1)[-1] + "/"
+
+
 class Backend(abc.ABC):
     """What the kernels of one sandbox share, and the factory of their provisioners."""
 
     #: short name (``"local"``, ``"docker"``), used in messages and ``info["sandbox"]``
     name: ClassVar[str] = "base"
+
+    #: what :class:`PathAliases` rewrites in what the kernels print (after :meth:`open`)
+    path_aliases: PathAliases = PathAliases()
 
     @property
     def isolation(self) -> str:

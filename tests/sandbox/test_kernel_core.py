@@ -140,6 +140,39 @@ def test_messages_the_kernel_queues_while_the_host_reads_nothing_all_arrive(sb):
     assert iopub.bytes_received - before >= count * size
 
 
+def test_the_kernels_python_paths_read_alike_on_every_machine_and_backend(sb):
+    """Where the kernel's Python lies (a virtual environment here, /opt/venv in the image) is
+    neither shown to the agent nor different between backends."""
+    code = """
+    import json, sklearn, sys
+    print(sklearn.__file__, json.__file__, "python%d.%d" % sys.version_info[:2])
+    json.loads("{")
+    """
+    result = run(sb, code)
+    assert result.status is Status.ERROR and result.ename == "JSONDecodeError"
+    shown = result.stdout + result.traceback + str(result.outputs)
+    version = result.stdout.split()[-1]  # the kernel's Python (the image's may differ)
+    assert result.stdout.split()[:2] == [
+        "site-packages/sklearn/__init__.py",
+        f"{version}/json/__init__.py",
+    ]
+    assert f"File {version}/json/decoder.py:" in result.traceback
+    for hidden in ("/opt/venv", "/usr/lib/python", sys.prefix, sys.base_prefix):
+        assert hidden not in shown
+
+
+def test_path_aliases_keep_site_packages_inside_the_standard_library_apart():
+    from etpo_gym.sandbox.provisioner import PathAliases
+
+    aliases = PathAliases.of_paths(
+        {"purelib": "/p/lib/python3.9/site-packages", "stdlib": "/p/lib/python3.9"}
+    )
+    text = "/p/lib/python3.9/site-packages/a.py /p/lib/python3.9/b.py /q/lib/python3.9/c.py"
+    assert aliases(text) == "site-packages/a.py python3.9/b.py /q/lib/python3.9/c.py"
+    assert aliases(aliases(text)) == aliases(text)
+    assert PathAliases()(text) == text
+
+
 # Run in a fresh process whose own peak memory (VmHWM, reset before each flood) is the measure.
 BOUND_SCRIPT = """\
 import json, sys

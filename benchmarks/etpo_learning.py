@@ -57,7 +57,7 @@ from etpo_agents.etpo.trainer import train
 from etpo_agents.starter import starter_path
 
 TRAIN = "skill_interactions,skill_scale,skill_dates"
-HELDOUT = "skill_categorical,skill_missing"
+HELDOUT = "skill_categorical,skill_missing,titanic_passengers,contraception_use"
 TRAINED = ("etpo", "etpo-paper", "etpo-zero", "grpo")
 LABELS = {
     "starter-greedy": "starter greedy",

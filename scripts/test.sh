@@ -7,4 +7,5 @@ bash scripts/setup.sh
 ruff check .
 ruff format --check .
 # Three test processes: most tests wait on kernels, containers and clusters rather than compute.
-python -m pytest -q -rfEs -n 3 --dist load "$@"
+# The 15 slowest tests are listed at the end: where the suite's time goes, run by run.
+python -m pytest -q -rfEs -n 3 --dist load --durations=15 "$@"

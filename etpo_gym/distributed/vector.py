@@ -240,6 +240,10 @@ class RayVectorEnv(gym.vector.VectorEnv):
         refs = [actor.describe.remote() for actor in actors]
         _, pending = ray.wait(refs, num_returns=len(refs), timeout=self._start_timeout)
         if pending:
+            waiting = set(pending)
+            for actor, ref in zip(actors, refs):
+                if ref in waiting:  # never placed: nothing to close, and `close` would wait for it
+                    ray.kill(actor, no_restart=True)
             nodes = alive_nodes()
             cpus = sum(n.cpus for n in nodes)
             raise RayClusterError(

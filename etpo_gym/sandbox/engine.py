@@ -129,7 +129,9 @@ def reap_orphans(client: Any = None) -> int:
     client = client or connect_engine()
     removed = 0
     try:
-        for container in client.containers.list(all=True, filters={"label": LABEL}):
+        for container in client.containers.list(
+            all=True, ignore_removed=True, filters={"label": LABEL}
+        ):
             if orphaned(container.labels):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
@@ -182,7 +184,9 @@ def list_resources(
     try:
         names = [
             f"container {c.name}"
-            for c in client.containers.list(all=True, filters={"label": selector})
+            for c in client.containers.list(
+                all=True, ignore_removed=True, filters={"label": selector}
+            )
         ]
         names += [f"volume {v.name}" for v in client.volumes.list(filters={"label": selector})]
         return names

@@ -101,7 +101,7 @@ def _remove_owned(owner_pid: int) -> None:
     selector = {"label": f"{OWNER_LABEL}={owner_pid}"}
     client = _engine()
     try:
-        for c in client.containers.list(all=True, filters=selector):
+        for c in client.containers.list(all=True, ignore_removed=True, filters=selector):
             with contextlib.suppress(Exception):
                 c.remove(force=True)
         for v in client.volumes.list(filters=selector):

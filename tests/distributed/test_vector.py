@@ -117,7 +117,9 @@ def _own_containers(pid: int) -> list[str]:
 
     client = docker.from_env()
     try:
-        found = client.containers.list(all=True, filters={"label": f"etpo-gym.owner-pid={pid}"})
+        found = client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"etpo-gym.owner-pid={pid}"}
+        )
         return [c.name for c in found]
     finally:
         client.close()
@@ -129,7 +131,7 @@ def _remove_own_containers(pid: int) -> None:
     selector = {"label": f"etpo-gym.owner-pid={pid}"}
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters=selector):
+        for container in client.containers.list(all=True, ignore_removed=True, filters=selector):
             container.remove(force=True)
         for volume in client.volumes.list(filters=selector):
             volume.remove(force=True)

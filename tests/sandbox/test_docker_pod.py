@@ -65,7 +65,10 @@ def root():
 
 def own(client, **labels) -> list[str]:
     selector = [f"{key}={value}" for key, value in labels.items()]
-    names = [c.name for c in client.containers.list(all=True, filters={"label": selector})]
+    names = [
+        c.name
+        for c in client.containers.list(all=True, ignore_removed=True, filters={"label": selector})
+    ]
     return names + [v.name for v in client.volumes.list(filters={"label": selector})]
 
 

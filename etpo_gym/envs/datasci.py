@@ -302,13 +302,17 @@ class DataSciEnv(gym.Env[str, str]):
                 log.warning("recording the episode failed", exc_info=True)
         return self._observation, info
 
-    def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def _begin_step(self) -> float:
+        """Refuse a step after ``close`` or the episode's end, count it; its start time."""
         if self._closed:
             raise gym.error.ClosedEnvironmentError("step() called on a closed DataSci env")
         if self._done:
             raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
         self._step += 1
-        started = time.monotonic()
+        return time.monotonic()
+
+    def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        started = self._begin_step()
         code = ""
         try:
             code = prompts.action_to_code(action)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from etpo_gym import prompts
@@ -233,12 +232,7 @@ class DataSciNotebookEnv(DataSciEnv):
         return observation, info
 
     def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        if self._closed:
-            raise gym.error.ClosedEnvironmentError("step() called on a closed DataSci env")
-        if self._done:
-            raise gym.error.ResetNeeded("the episode is over: call reset() before step()")
-        self._step += 1
-        started = time.monotonic()
+        started = self._begin_step()
         kernels = self._kernels
         code = ""
         try:

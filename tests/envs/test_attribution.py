@@ -7,7 +7,6 @@ own facts make an ``infra_error``, after one retry. No exception escapes ``reset
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -68,19 +67,11 @@ def _body(code: str) -> str:
 
 
 @pytest.fixture
-def make_env(backend):
-    envs = []
-
+def make_env(backend, open_env):
     def factory(**kwargs):
-        kwargs.setdefault("sandbox", backend)
-        kwargs.setdefault("timeout", 60.0)
-        env = gym.make("DataSci-v0", **kwargs)
-        envs.append(env)
-        return env
+        return open_env("DataSci-v0", **{"sandbox": backend, "timeout": 60.0, **kwargs})
 
-    yield factory
-    for env in envs:
-        env.close()
+    return factory
 
 
 def test_crafted_prediction_files_and_forged_messages_are_the_agents_errors(make_env, backend):

@@ -18,19 +18,11 @@ model = LogisticRegression(max_iter=5000).fit(x_train, y_train)
 
 
 @pytest.fixture
-def make_env():
-    envs = []
-
+def make_env(open_env):
     def factory(env_id, **kwargs):
-        kwargs.setdefault("sandbox", "local")
-        kwargs.setdefault("timeout", 30.0)
-        env = gym.make(env_id, **kwargs)
-        envs.append(env)
-        return env
+        return open_env(env_id, **{"sandbox": "local", "timeout": 30.0, **kwargs})
 
-    yield factory
-    for env in envs:
-        env.close()
+    return factory
 
 
 def test_datasci_chat_feedback_is_incremental(make_env):

@@ -43,19 +43,11 @@ def build_model(x_train, y_train):
 
 
 @pytest.fixture
-def make_env(backend):
-    envs = []
-
+def make_env(backend, open_env):
     def factory(**kwargs):
-        kwargs.setdefault("sandbox", backend)
-        kwargs.setdefault("timeout", 20.0)
-        env = gym.make("DataSci-v0", **kwargs)
-        envs.append(env)
-        return env
+        return open_env("DataSci-v0", **{"sandbox": backend, "timeout": 20.0, **kwargs})
 
-    yield factory
-    for env in envs:
-        env.close()
+    return factory
 
 
 def test_correct_body_scores_exactly_like_sklearn(make_env):

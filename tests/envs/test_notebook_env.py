@@ -28,19 +28,11 @@ SUBMISSION = "%%submit\nmodel = pipeline().fit(x_train, y_train)\n"
 
 
 @pytest.fixture
-def make_env(backend):
-    envs = []
-
+def make_env(backend, open_env):
     def factory(env_id="DataSciNotebook-v0", **kwargs):
-        kwargs.setdefault("sandbox", backend)
-        kwargs.setdefault("timeout", 60.0)
-        env = gym.make(env_id, **kwargs)
-        envs.append(env)
-        return env
+        return open_env(env_id, **{"sandbox": backend, "timeout": 60.0, **kwargs})
 
-    yield factory
-    for env in envs:
-        env.close()
+    return factory
 
 
 def test_explore_then_submit_is_scored_exactly_as_datasci(make_env):

@@ -1682,28 +1682,43 @@ if _rt_n >= @@N@@ and @@CHECK_LIMIT@@:
 _MEMORY_CHILDREN = r"""
 import sys
 # Fresh small interpreters: a per-process address-space cap lets each of them reach the cap.
+# Each child allocates, reports its pid, then holds the memory until the release pipe closes, so
+# that the children still alive at the end are the ones holding memory at the same time (on a
+# loaded machine a fixed sleep let early children exit before later ones allocated).
 _rt_py = _rt_os.path.join(_rt_os.getcwd(), "rtM" + _RT_TOKEN)
 _rt_os.symlink(_rt_os.path.realpath(_rt_sys.executable), _rt_py)
 _rt_r, _rt_w = _rt_os.pipe()
-_rt_code = "import os, time\nb = b'1' * (400 << 20)\nos.write(1, b'1')\ntime.sleep(4)"
+_rt_rel_r, _rt_rel_w = _rt_os.pipe()
+_rt_code = "import os\nb = b'1' * (400 << 20)\nos.write(1, b'%8d' % os.getpid())\nos.read(0, 1)"
 _rt_kids = []
 for _i in range(5):
     try:
         _rt_kids.append(_rt_os.posix_spawn(_rt_py, [_rt_py, "-S", "-I", "-c", _rt_code], {},
-                                           file_actions=[(_rt_os.POSIX_SPAWN_DUP2, _rt_w, 1)]))
+                                           file_actions=[(_rt_os.POSIX_SPAWN_DUP2, _rt_w, 1),
+                                                         (_rt_os.POSIX_SPAWN_DUP2, _rt_rel_r, 0)]))
     except OSError as exc:
         print("spawn refused:", exc)
 _rt_os.close(_rt_w)
-_rt_held = 0
+_rt_os.close(_rt_rel_r)
+_rt_wrote = b""
 _rt_end = _rt_time.time() + 20
-while _rt_time.time() < _rt_end and _rt_held < 5:
-    _c = _rt_os.read(_rt_r, 16)
+while _rt_time.time() < _rt_end and len(_rt_wrote) < 8 * 5:
+    _rt_ready, _, _ = __import__("select").select([_rt_r], [], [], max(0.0, _rt_end - _rt_time.time()))
+    if not _rt_ready:
+        break
+    _c = _rt_os.read(_rt_r, 64)
     if not _c:
         break
-    _rt_held += len(_c)
+    _rt_wrote += _c
+_rt_holders = {int(_rt_wrote[i:i + 8]) for i in range(0, len(_rt_wrote) - 7, 8)}
+_rt_held = sum(1 for _pid in _rt_holders if _rt_os.waitpid(_pid, _rt_os.WNOHANG) == (0, 0))
+_rt_os.close(_rt_rel_w)  # release: every child still alive exits
 _rt_os.close(_rt_r)
 for _pid in _rt_kids:
-    _rt_os.waitpid(_pid, 0)
+    try:
+        _rt_os.waitpid(_pid, 0)
+    except ChildProcessError:
+        pass
 print("children holding 400 MiB at once:", _rt_held)
 if _rt_held >= 4:
     _rt_breach(f"{_rt_held} processes held {_rt_held * 400} MiB at once under a 1536 MiB cap")

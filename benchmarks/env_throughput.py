@@ -4,7 +4,9 @@ Prints, for the same code on the same split:
 
 1. **Fresh isolated episodes** (with ``--docker``), before and after Docker pods, side by side:
    ``before`` is ``reuse=False`` (a new container per kernel, as the Docker sandbox did before
-   pods), ``after`` the default (a kernel forked in a wiped pod). For each: cold start (``gym.make``
+   pods), ``after`` the default (a kernel forked in a wiped pod), ``server`` the default with its
+   pods taken from a pod server that this benchmark starts (``etpo-gym sandbox serve``; every
+   cold start begins with all its pods ready, as on a machine where one runs). For each: cold start (``gym.make``
    to the first execute, and the pod's imports within it), cold start to the first reward
    (``gym.make`` to a small-fit step's result; medians of ``--rounds``), sustained episodes per
    second of one env loop
@@ -35,9 +37,13 @@ trip < 10 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +57,16 @@ from etpo_gym.scoring import score
 from etpo_gym.tasks.base import holdout_split
 
 SETTLE_S = 4.0
-#: Docker modes: the settings that make each.
-MODES = {"before": {"reuse": False}, "after": {"reuse": True}}
+#: Docker modes: the settings that make each ("server": its path is filled in at run time).
+MODES: dict[str, dict[str, object]] = {
+    "before": {"reuse": False, "pod_server": "off"},
+    "after": {"reuse": True, "pod_server": "off"},
+    "server": {"reuse": True},
+}
+#: Pods the benchmark's pod server keeps ready: each cold start makes two envs, each of which
+#: takes two pods (its first kernel's, and its pool's pre-started next kernel's).
+SERVER_PODS = 4
+SERVE = [sys.executable, "-m", "etpo_gym.sandbox.manage", "serve"]
 TARGETS = {
     "trivial cell round trip": "< 10 ms",
     "step: small-fit": "<= 1.5x exec",
@@ -153,11 +167,59 @@ def episode_block(env: gym.Env, episodes: int) -> tuple[float, float, float]:
     return wall, time.process_time() - cpu0, _container_cpu_s(env) - box0
 
 
+class PodServerProcess:
+    """``etpo-gym sandbox serve`` in a process of its own, at a private socket."""
+
+    def __init__(self, pods: int) -> None:
+        self.dir = tempfile.mkdtemp(prefix="etpo-gym-bench-")
+        self.path = os.path.join(self.dir, "pods.sock")
+        self.process = subprocess.Popen(
+            [*SERVE, "--socket", self.path, "--pods", str(pods)],
+            stdout=subprocess.DEVNULL,
+        )
+        self.pods = pods
+
+    def wait_ready(self) -> None:
+        """Until all its pods are ready, then a settling pause (their starts used the CPU)."""
+        from etpo_gym.errors import SandboxError
+        from etpo_gym.sandbox.podserver import server_status
+
+        deadline = time.monotonic() + 300
+        while True:
+            if self.process.poll() is not None:
+                sys.exit("env_throughput: the pod server exited")
+            with contextlib.suppress(SandboxError):
+                if server_status(self.path)["ready"] >= self.pods:
+                    break
+            if time.monotonic() > deadline:
+                sys.exit("env_throughput: the pod server made no pods in 300 s")
+            time.sleep(0.1)
+        time.sleep(SETTLE_S)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def fresh_episodes(task_name: str, episodes: int, rounds: int) -> dict[str, dict[str, float]]:
     """Cold start and sustained episodes/s of each Docker mode, taken in turns."""
+    server = PodServerProcess(SERVER_PODS)
+    try:
+        return _fresh_episodes(task_name, episodes, rounds, server)
+    finally:
+        server.close()
+
+
+def _fresh_episodes(
+    task_name: str, episodes: int, rounds: int, server: PodServerProcess
+) -> dict[str, dict[str, float]]:
+    MODES["server"]["pod_server"] = server.path
     colds: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
     for _ in range(rounds):
         for mode, settings in MODES.items():
+            if mode == "server":
+                server.wait_ready()
             colds[mode].append(cold_start_s(task_name, settings))
     envs = {
         mode: gym.make("DataSci-v0", task=task_name, sandbox="docker", sandbox_kwargs=settings)
@@ -324,17 +386,23 @@ def main() -> None:
         fresh = fresh_episodes(args.task, args.episodes, args.rounds)
         print(
             f"\nfresh isolated episodes (Docker): before = reuse=False (a container per kernel), "
-            f"after = pods; {args.rounds} x {args.episodes} episodes per mode, in turns\n"
+            f"after = pods, server = pods taken from a pod server (`etpo-gym sandbox serve`, "
+            f"{SERVER_PODS} pods, all ready when a cold start begins); {args.rounds} x "
+            f"{args.episodes} episodes per mode, in turns\n"
         )
-        header = f"{'measure':<30} {'before':>8} {'after':>8} {'after/before':>12}  target"
+        header = (
+            f"{'measure':<30} {'before':>8} {'after':>8} {'server':>8} {'after/before':>12}"
+            f" {'server/before':>13}  target"
+        )
         print(header)
         print("-" * len(header))
         targets = {"cold start, s": "<= 0.8 s", "episodes/s, one env loop": ">= 3/s"}
         for measure in fresh["before"]:
             before, after = fresh["before"][measure], fresh["after"][measure]
+            served = fresh["server"][measure]
             print(
-                f"{measure:<30} {before:>8.3f} {after:>8.3f} {after / before:>12.2f}"
-                f"  {targets.get(measure, '')}"
+                f"{measure:<30} {before:>8.3f} {after:>8.3f} {served:>8.3f}"
+                f" {after / before:>12.2f} {served / before:>13.2f}  {targets.get(measure, '')}"
             )
 
     backends = ["local"] + (["docker"] if args.docker else [])

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# Docker sandboxes take ready pods from a machine's pod server when one runs ("auto"): the suite
+# starts its own servers where it tests them, and is not sped up or changed by one it found.
+os.environ["ETPO_GYM_POD_SERVER"] = "off"
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "real"
 

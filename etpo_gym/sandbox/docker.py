@@ -159,6 +159,7 @@ class DockerBackend(Backend):
         pods: int = 3,
         lifetime: float = 3600.0,
         startup_timeout: float = 180.0,
+        pod_server: str | None = "auto",
     ) -> None:
         checks = [
             ("memory_limit", memory_limit, memory_limit >= 512 * 2**20, "at least 512 MiB"),
@@ -169,6 +170,12 @@ class DockerBackend(Backend):
             ("pods", pods, isinstance(pods, int) and 1 <= pods <= 16, "an integer in 1..16"),
             ("lifetime", lifetime, lifetime >= 60, "at least 60 s"),
             ("reuse", reuse, isinstance(reuse, bool), "True or False"),
+            (
+                "pod_server",
+                pod_server,
+                pod_server is None or (isinstance(pod_server, str) and pod_server != ""),
+                "'auto', 'off', None or the path of a pod server's socket",
+            ),
         ]
         for key, value, ok, accepted in checks:
             if not ok:
@@ -191,10 +198,17 @@ class DockerBackend(Backend):
         self.tmpfs_size = int(tmpfs_size)
         self.output_size = int(output_size)
         self.uid = uid
+        self._uid_given = uid is not None
+        #: a pod server's backend: its pods are labelled for hand-over (``podserver.py``)
+        self.serves_others = False
         self.reuse = reuse
         self.pods = int(pods)
         self.lifetime = float(lifetime)
         self.startup_timeout = float(startup_timeout)
+        self.pod_server = pod_server
+        #: pods this backend took ready from a pod server (``podserver.py``), and started itself
+        self.pods_from_server = 0
+        self.pods_started = 0
         #: label value that marks this backend's containers and volumes
         self.instance = secrets.token_hex(6)
         self.root: Path | None = None
@@ -242,6 +256,8 @@ class DockerBackend(Backend):
         if self.uid is None:
             self.uid = _free_uid()
         self.labels = {**owner_labels(), LABEL_INSTANCE: self.instance}
+        if self.serves_others:
+            self.labels[engine.LABEL_POD_SERVER] = "1"
         prefix = f"{DIR_PREFIX}{os.getpid()}-{self.labels[LABEL_OWNER_START]}-"
         self.root = Path(os.path.realpath(tempfile.mkdtemp(prefix=prefix)))
         self._warmer = ThreadPoolExecutor(1, thread_name_prefix="etpo-docker-pods")
@@ -302,8 +318,12 @@ class DockerBackend(Backend):
         )
 
     def _new_pod(self) -> Pod:
-        """Start a pod in this thread (its errors are the launch's)."""
+        """A ready pod from the pod server if one answers, else one started in this thread
+        (its errors are the launch's)."""
         assert self.root is not None
+        pod = self._from_server()
+        if pod is not None:
+            return pod
         pod = Pod(self._settings(), self.root, f"etpo-gym-{os.getpid()}-{secrets.token_hex(5)}")
         with self._lock:
             if self._closed:
@@ -314,7 +334,76 @@ class DockerBackend(Backend):
         except BaseException:
             self._forget(pod)
             raise
+        with self._lock:
+            self.pods_started += 1
         return pod
+
+    def _from_server(self) -> Pod | None:
+        """A pod handed over by the machine's pod server, or ``None`` (none configured or
+        running, none ready, other settings: the caller starts its own)."""
+        from etpo_gym.sandbox import podserver
+
+        path = podserver.resolve(self.pod_server)
+        if path is None or self.root is None:
+            return None
+        pod = podserver.take_pod(
+            path, self._settings(), self.root, self.uid if self._uid_given else None
+        )
+        if pod is None:
+            return None
+        with contextlib.suppress(Exception):
+            pod.container = self.client().containers.get(pod.container_id)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._all.add(pod)
+                self.pods_from_server += 1
+        if closed:
+            pod.end()
+            remove_tree(pod.root)
+            raise KernelStartError("the Docker backend is closed", backend=self.name)
+        return pod
+
+    # -- a pod server's side (``podserver.py``) ------------------------------------------------
+
+    def fill(self) -> None:
+        """Start pods in the background until ``pods`` are ready or coming."""
+        with self._lock:
+            if self._closed or self._warmer is None:
+                return
+            missing = self.pods - len(self._idle) - self._coming
+            self._coming += max(0, missing)
+        for _ in range(max(0, missing)):
+            self._warmer.submit(self._warm)
+
+    def take_ready(self) -> Pod | None:
+        """A ready pod, taken out of this backend (the caller hands it to another process and
+        then releases it), or ``None`` if none is ready now; starts its replacement."""
+        while True:
+            with self._lock:
+                pod = self._idle.pop() if self._idle else None
+            if pod is None:
+                self.fill()
+                return None
+            if pod.alive() and pod.age() < self.lifetime / 2:
+                with self._lock:
+                    self._all.discard(pod)
+                self.fill()
+                return pod
+            self._retire(pod)
+
+    def retire_old(self) -> None:
+        """End ready pods past half their lifetime (or ended) and start their replacements."""
+        with self._lock:
+            old = [p for p in self._idle if not p.alive() or p.age() >= self.lifetime / 2]
+            self._idle = [p for p in self._idle if p not in old]
+        for pod in old:
+            self._retire(pod)
+        self.fill()
+
+    def ready_count(self) -> int:
+        with self._lock:
+            return len(self._idle)
 
     def _warm(self) -> None:
         try:
@@ -465,12 +554,12 @@ class DockerProvisioner(Provisioner):
             ) from exc
         with self._lock:
             self.kernel = kernel
-        assert pod.io_dir is not None and backend.uid is not None
+        assert pod.io_dir is not None
         return Connection(
             key=spec.key.encode(),
             socket_dir=pod.io_dir,
             sockets={ch: f"k-{IPC_PORTS[ch]}" for ch in HOST_CHANNELS},
-            socket_uid=backend.uid,
+            socket_uid=pod.settings.uid,  # a pod server's pod runs its kernels as its uid
         )
 
     def poll(self) -> int | None:
@@ -583,6 +672,12 @@ class DockerSandbox(KernelSandbox):
         pods: most clean pods kept ready between kernels.
         lifetime: seconds after which a pod ends whatever runs in it (a pod past half of it
             serves no new kernel).
+        pod_server: where new pods come from first: ``"auto"`` (default) the machine's pod server
+            if one runs (``$ETPO_GYM_POD_SERVER``, else ``/run/etpo-gym/pods.sock``; see
+            ``etpo-gym sandbox serve``), a socket path for that server, ``"off"`` or ``None``
+            to start every pod here. A pod server's pods are ready at once (their imports are
+            done) and become this process's own; when none is ready, or its settings differ from
+            these, the pod is started here as without one.
     """
 
     def __init__(
@@ -602,6 +697,7 @@ class DockerSandbox(KernelSandbox):
         reuse: bool = True,
         pods: int = 3,
         lifetime: float = 3600.0,
+        pod_server: str | None = "auto",
     ) -> None:
         memory_limit = 2 * 2**30 if memory_limit is None else int(memory_limit)
         backend = DockerBackend(
@@ -616,6 +712,7 @@ class DockerSandbox(KernelSandbox):
             pods=pods,
             lifetime=lifetime,
             startup_timeout=startup_timeout,
+            pod_server=pod_server,
         )
         super().__init__(
             backend,

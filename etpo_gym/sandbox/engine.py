@@ -5,7 +5,8 @@ neither, so the sandbox package has no import circle.
 
 Every container and volume the sandbox makes carries the label ``etpo-gym.sandbox`` plus its
 owner's pid, process start time and host name. :func:`reap_orphans` removes those whose owner died
-without closing (``kill -9``); resources of live owners and of other hosts are left alone.
+without closing (``kill -9``); resources of live owners and of other hosts are left alone, and so
+are running pods of a pod server (they may belong to another process now, and end with it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ LABEL_OWNER_START = "etpo-gym.owner-start"
 LABEL_OWNER_HOST = "etpo-gym.owner-host"
 LABEL_OWNER_PARENT = "etpo-gym.owner-parent"  # lets a test session find its workers' leftovers
 LABEL_INSTANCE = "etpo-gym.instance"  # one sandbox object
+#: A pod server's pod: it may have been handed to another process (``podserver.py``), so its
+#: labels name an owner that is not necessarily its owner now.
+LABEL_POD_SERVER = "etpo-gym.pod-server"
 #: Host directories of the Docker backend: ``<prefix><owner pid>-<owner start>-<random>``.
 DIR_PREFIX = "etpo-gym-docker-"
 _DIR_NAME = re.compile(rf"^{re.escape(DIR_PREFIX)}(\d+)-(\d+)-")
@@ -132,6 +136,8 @@ def reap_orphans(client: Any = None) -> int:
         for container in client.containers.list(
             all=True, ignore_removed=True, filters={"label": LABEL}
         ):
+            if container.labels.get(LABEL_POD_SERVER) and container.status == "running":
+                continue  # its supervisor watches its owner, whoever that is now
             if orphaned(container.labels):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)

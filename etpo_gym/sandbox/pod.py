@@ -471,6 +471,66 @@ class Pod:
             with contextlib.suppress(Exception):
                 self.container.remove(force=True, v=True)
 
+    # -- hand-over (a pod server's pods) -------------------------------------------------------
+
+    def hand_over(self, owner_pidfd: int) -> None:
+        """Make the process of ``owner_pidfd`` this pod's owner (the supervisor lives as long as
+        it from now on). The caller then passes the connection and the init's pidfd to it and
+        :meth:`release` s its own copies. Raises :class:`SandboxError` if the supervisor refuses
+        (the pod is not clean, or that process has exited)."""
+        self.request({"op": "owner"}, timeout=10.0, fds=(owner_pidfd,))
+
+    def facts(self) -> dict[str, Any]:
+        """What another process needs to adopt this pod (with its two descriptors)."""
+        return {
+            "name": self.name,
+            "container_id": self.container_id,
+            "init_pid": self.init_pid,
+            "io_dir": str(self.io_dir) if self.io_dir else "",
+            "started": self.started,
+            "preload_s": self.preload_s,
+            "uid": self.settings.uid,
+        }
+
+    def descriptors(self) -> tuple[int, int]:
+        """The connection to the supervisor and the pidfd of the container's init."""
+        if self._conn is None or self.init_fd < 0:
+            raise SandboxError(f"pod {self.name} has ended", backend=BACKEND)
+        return self._conn.fileno(), self.init_fd
+
+    def release(self) -> None:
+        """Close this process's descriptors of a pod handed to another process; the pod itself
+        is left running (it is the new owner's)."""
+        self._drop_inherited()
+
+    @classmethod
+    def adopt(
+        cls, settings: PodSettings, root: Path, facts: Mapping[str, Any], conn_fd: int, init_fd: int
+    ) -> Pod:
+        """The pod a pod server handed to this process (already its owner): from ``facts``
+        (:meth:`facts`) and the two descriptors it sent, which the pod owns from now on. Its
+        directory must already be ``root / name``. Raises :class:`SandboxError` (closing both
+        descriptors) if the init's pidfd does not name a running process with that pid."""
+        pod = cls(settings, root, str(facts["name"]))
+        pod._conn = socket.socket(fileno=conn_fd)
+        pod.init_fd = init_fd
+        try:
+            pid = int(facts["init_pid"])
+            info = Path(f"/proc/self/fdinfo/{init_fd}").read_text()
+            if int(info.split("Pid:", 1)[1].split()[0]) != pid or _readable(init_fd):
+                raise ValueError(f"the pidfd does not name process {pid}")
+            pod.init_pid = pid
+            pod.container_id = str(facts["container_id"])
+            pod.io_dir = Path(str(facts["io_dir"]))
+            pod.started = float(facts["started"])
+            pod.preload_s = float(facts.get("preload_s") or 0.0)
+        except (KeyError, IndexError, OSError, TypeError, ValueError) as exc:
+            pod.release()  # its supervisor sees the connection close and ends the pod
+            raise SandboxError(f"a handed-over pod was not usable: {exc}", backend=BACKEND) from exc
+        pod.cgroup = cgroup_dir(pod.init_pid, "memory")
+        pod.cpu_cgroup = cgroup_dir(pod.init_pid, "cpuacct")
+        return pod
+
     def _drop_inherited(self) -> None:
         """In a forked child: close the copies of this pod's descriptors, touch nothing else."""
         self._ended = True
@@ -492,13 +552,22 @@ class Pod:
 
         if not self.container_id:
             return
-        try:
-            client.api.wait(self.container_id, timeout=timeout, condition="removed")
-        except docker.errors.NotFound:
-            return
-        except Exception:
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                client.api.remove_container(self.container_id, force=True, v=True)
+        # Asked by polling: the engine's own wait for "removed" sometimes missed a removal that
+        # happened as it started waiting, and returned only at its timeout (30 s, seen when a
+        # pod server ended its pods at once).
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while time.monotonic() < deadline:
+            try:
+                client.api.inspect_container(self.container_id)
+            except docker.errors.NotFound:
+                return
+            except Exception:
+                break
+            time.sleep(pause)
+            pause = min(0.2, pause * 2)
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            client.api.remove_container(self.container_id, force=True, v=True)
 
     def log_tail(self, max_bytes: int = 4000) -> str:
         """The end of the supervisor's log (in the root-only control directory)."""
@@ -521,9 +590,9 @@ class Pod:
     # -- requests ------------------------------------------------------------------------
 
     def request(
-        self, message: Mapping[str, object], timeout: float = 30.0
+        self, message: Mapping[str, object], timeout: float = 30.0, fds: tuple[int, ...] = ()
     ) -> tuple[dict[str, Any], list[int]]:
-        """Send one request and wait for its reply (and descriptors). Raises
+        """Send one request (with ``fds``) and wait for its reply (and descriptors). Raises
         :class:`SandboxError` if the supervisor is gone, does not answer, or refuses."""
         with self._lock:
             conn = self._conn
@@ -531,7 +600,11 @@ class Pod:
                 raise SandboxError(f"pod {self.name} has ended", backend=BACKEND)
             try:
                 conn.settimeout(timeout)
-                conn.sendall(json.dumps(message).encode())
+                payload = json.dumps(message).encode()
+                if fds:
+                    socket.send_fds(conn, [payload], list(fds))
+                else:
+                    conn.sendall(payload)
                 data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 4)
             except OSError as exc:
                 raise SandboxError(

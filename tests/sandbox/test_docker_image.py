@@ -134,5 +134,6 @@ def test_the_image_holds_no_task_data_and_no_project_code(docker_ready):
     found = [p for p in audit["files"] if not any(p.endswith("/" + a) for a in ALLOWED_DATA)]
     assert not found, found[:20]
     assert not DATASET_PACKAGES & set(audit["distributions"])
+    assert "debugpy" not in audit["distributions"]  # no debugger (and no socket it could open)
     assert "scikit-learn" in audit["distributions"]  # the listing is real
     assert audit["etpo_gym"] is False

@@ -8,6 +8,8 @@ import json
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -326,6 +328,27 @@ def test_oom_is_a_host_fact_and_the_pod_survives_it(pod):
         time.sleep(0.05)
     assert pod.wipe() == []  # which waits for every process to be reaped
     assert pod.kernel_status() == -signal.SIGKILL
+
+
+def test_a_pod_is_handed_over_only_clean_and_to_a_live_process(pod):
+    """The supervisor's own checks behind the pod server's (which hands over unused pods only)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_fd = os.pidfd_open(dead.pid)
+    dead.wait()
+    try:
+        with pytest.raises(SandboxError, match="new owner has exited"):
+            pod.hand_over(dead_fd)
+    finally:
+        os.close(dead_fd)
+    pod.spawn(5, secrets.token_hex(16), ENV)
+    me = os.pidfd_open(os.getpid())
+    try:
+        with pytest.raises(SandboxError, match="not clean"):
+            pod.hand_over(me)
+    finally:
+        os.close(me)
+    assert pod.wipe() == []
+    assert pod.alive()
 
 
 def test_an_unprovable_pod_says_so(pod):

@@ -11,7 +11,9 @@ in a directory only uid 0 can enter (``/ctl``), and receives a pidfd of the owni
 exits — which ends the container, and the engine then removes it with its anonymous volumes —
 as soon as that pidfd says the owner died, the connection reaches EOF, no owner answers within
 ``CONNECT_S`` seconds, or the container's hard lifetime cap passes. No other process needs to
-run for an orphan to go away.
+run for an orphan to go away. A pod server (the host's ``podserver.py``) may hand a clean pod to
+another process: it sends that process's pidfd (``owner``), and from then on the pod lives as
+long as the new owner, which holds the connection.
 
 **Kernels.** ``spawn`` forks this single-threaded interpreter; the child starts a new session,
 lowers its limits, drops every capability from its bounding set, becomes the kernel uid (no
@@ -34,7 +36,9 @@ All file work on kernel-owned trees runs with the effective uid of the kernel (n
 ``CAP_DAC_OVERRIDE`` or ``CAP_FOWNER`` needed), after every kernel process is dead.
 
 Protocol: one JSON object per message, descriptors as ``SCM_RIGHTS``. Requests ``spawn``,
-``kill``, ``wipe``, ``status``, ``count``; each gets one reply with ``"ok"``.
+``kill``, ``wipe``, ``status``, ``count`` and ``owner`` (a clean pod handed to another process:
+the new owner's pidfd; the connection itself is passed on by the pod server, see the host's
+``podserver.py``); each gets one reply with ``"ok"``.
 """
 
 from __future__ import annotations
@@ -178,6 +182,12 @@ def _own_socket_inodes() -> set[str]:
     return inodes
 
 
+def _readable(fd: int) -> bool:
+    """Whether a pidfd says its process has exited."""
+    ready, _, _ = select.select([fd], [], [], 0)
+    return bool(ready)
+
+
 def _foreign_unix_sockets(peer: str) -> int:
     """Unix sockets in this network namespace (abstract ones included) that are not ours.
     ``peer``: the inode of the owner's end of our connection, which the kernel accounts to the
@@ -225,6 +235,7 @@ class Supervisor:
         self.ctl: socket.socket | None = None
         self.owner_fd = -1
         self.peer = ""  # socket inode of the owner's end of the connection
+        self.poller = select.poll()
         self.kernel_pid = 0
         self.kernel_status: int | None = None
         self.clean = False
@@ -323,26 +334,46 @@ class Supervisor:
 
     def serve(self) -> int:
         assert self.ctl is not None
-        poller = select.poll()
-        poller.register(self.ctl.fileno(), select.POLLIN)
-        poller.register(self.owner_fd, select.POLLIN)
+        self.poller.register(self.ctl.fileno(), select.POLLIN)
+        self.poller.register(self.owner_fd, select.POLLIN)
         while True:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 print("supervisor: lifetime cap reached", file=sys.stderr, flush=True)
                 return 4
-            events = dict(poller.poll(int(min(left, 1.0) * 1000) + 1))
+            events = dict(self.poller.poll(int(min(left, 1.0) * 1000) + 1))
             self.reap()
             if self.owner_fd in events:
                 return 0  # the owner died
             if self.ctl.fileno() in events:
                 try:
-                    data = self.ctl.recv(MAX_MESSAGE)
+                    data, fds, _, _ = socket.recv_fds(self.ctl, MAX_MESSAGE, 1)
                 except OSError:
-                    data = b""
+                    data, fds = b"", []
                 if not data:
                     return 0  # the owner closed the connection
-                self.handle(json.loads(data))
+                request = json.loads(data)
+                if request.get("op") == "owner" and len(fds) == 1:
+                    self.new_owner(fds[0])
+                    continue
+                for fd in fds:
+                    os.close(fd)
+                self.handle(request)
+
+    def new_owner(self, pidfd: int) -> None:
+        """Hand-over (a pod server gives this pod to another process): from now on the pod
+        lives as long as the process of ``pidfd``, and the connection moves to it with this
+        request. Refused while a kernel runs or the pod is not clean."""
+        if not self.clean or _readable(pidfd):
+            os.close(pidfd)
+            why = "not clean" if not self.clean else "the new owner has exited"
+            self.send({"op": "owner", "ok": False, "error": f"the pod is {why}"})
+            return
+        self.poller.unregister(self.owner_fd)
+        os.close(self.owner_fd)
+        self.owner_fd = pidfd
+        self.poller.register(self.owner_fd, select.POLLIN)
+        self.send({"op": "owner", "ok": True})
 
     def send(self, message: dict[str, object], fds: tuple[int, ...] = ()) -> None:
         assert self.ctl is not None

@@ -362,7 +362,7 @@ def build_parser(commands: dict[str, EntryPoint] | None = None) -> argparse.Argu
     add_leaderboard(sub)
     sub.add_parser(
         "sandbox",
-        help="the Docker sandbox image: build, status, reap",
+        help="the Docker sandbox: build, status, reap, serve (ready pods for every process)",
         add_help=False,
     )
     for verb, ep in (commands or {}).items():

@@ -346,13 +346,17 @@ class DockerBackend(Backend):
         path = podserver.resolve(self.pod_server)
         if path is None or self.root is None:
             return None
+        try:
+            client = self.client()
+        except SandboxError:
+            return None
         pod = podserver.take_pod(
-            path, self._settings(), self.root, self.uid if self._uid_given else None
+            path, self._settings(), self.root, client, self.uid if self._uid_given else None
         )
         if pod is None:
             return None
         with contextlib.suppress(Exception):
-            pod.container = self.client().containers.get(pod.container_id)
+            pod.container = client.containers.get(pod.container_id)
         with self._lock:
             closed = self._closed
             if not closed:
@@ -378,7 +382,8 @@ class DockerBackend(Backend):
 
     def take_ready(self) -> Pod | None:
         """A ready pod, taken out of this backend (the caller hands it to another process and
-        then releases it), or ``None`` if none is ready now; starts its replacement."""
+        then releases it, or :meth:`put_back` s it), or ``None`` if none is ready now; starts
+        its replacement. Never waits for an engine call."""
         while True:
             with self._lock:
                 pod = self._idle.pop() if self._idle else None
@@ -390,15 +395,37 @@ class DockerBackend(Backend):
                     self._all.discard(pod)
                 self.fill()
                 return pod
+            self.retire_later(pod)
+
+    def put_back(self, pod: Pod) -> None:
+        """A pod from :meth:`take_ready` that was not handed over, ready again."""
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._all.add(pod)
+                self._idle.append(pod)
+                self._changed.notify_all()
+        if closed:
             self._retire(pod)
 
+    def retire_later(self, pod: Pod) -> None:
+        """End ``pod`` on the background thread (an engine call may take seconds)."""
+        with self._lock:
+            warmer = None if self._closed else self._warmer
+            self._all.add(pod)  # ended by close() if it comes first
+        if warmer is None:
+            self._retire(pod)
+        else:
+            warmer.submit(self._retire, pod)
+
     def retire_old(self) -> None:
-        """End ready pods past half their lifetime (or ended) and start their replacements."""
+        """End ready pods past half their lifetime (or ended), in the background, and start
+        their replacements."""
         with self._lock:
             old = [p for p in self._idle if not p.alive() or p.age() >= self.lifetime / 2]
             self._idle = [p for p in self._idle if p not in old]
         for pod in old:
-            self._retire(pod)
+            self.retire_later(pod)
         self.fill()
 
     def ready_count(self) -> int:

@@ -139,7 +139,8 @@ def reap_orphans(client: Any = None) -> int:
             if container.labels.get(LABEL_POD_SERVER) and container.status == "running":
                 continue  # its supervisor watches its owner, whoever that is now
             if orphaned(container.labels):
-                with contextlib.suppress(docker.errors.NotFound):
+                # NotFound: gone meanwhile; APIError: e.g. its removal is already in progress.
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                     container.remove(force=True)
                     removed += 1
         for volume in client.volumes.list(filters={"label": LABEL}):

@@ -28,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import socket
+import stat
 import threading
 import time
 import weakref
@@ -473,12 +475,18 @@ class Pod:
 
     # -- hand-over (a pod server's pods) -------------------------------------------------------
 
-    def hand_over(self, owner_pidfd: int) -> None:
+    def hand_over(self, owner_pidfd: int, timeout: float = 10.0) -> None:
         """Make the process of ``owner_pidfd`` this pod's owner (the supervisor lives as long as
         it from now on). The caller then passes the connection and the init's pidfd to it and
         :meth:`release` s its own copies. Raises :class:`SandboxError` if the supervisor refuses
-        (the pod is not clean, or that process has exited)."""
-        self.request({"op": "owner"}, timeout=10.0, fds=(owner_pidfd,))
+        (the pod has served a kernel or is not clean, or that process has exited)."""
+        self.request({"op": "owner"}, timeout=timeout, fds=(owner_pidfd,))
+
+    def move_to(self, parent: Path) -> None:
+        """Say that this pod's directory is now ``parent / name`` (renamed by the caller)."""
+        self.root = parent / self.name
+        self.data_dir = self.root / "data"
+        self.ctl_dir = self.root / "ctl"
 
     def facts(self) -> dict[str, Any]:
         """What another process needs to adopt this pod (with its two descriptors)."""
@@ -486,7 +494,6 @@ class Pod:
             "name": self.name,
             "container_id": self.container_id,
             "init_pid": self.init_pid,
-            "io_dir": str(self.io_dir) if self.io_dir else "",
             "started": self.started,
             "preload_s": self.preload_s,
             "uid": self.settings.uid,
@@ -505,27 +512,55 @@ class Pod:
 
     @classmethod
     def adopt(
-        cls, settings: PodSettings, root: Path, facts: Mapping[str, Any], conn_fd: int, init_fd: int
+        cls,
+        settings: PodSettings,
+        root: Path,
+        facts: Mapping[str, Any],
+        conn_fd: int,
+        init_fd: int,
+        client: Any,
     ) -> Pod:
-        """The pod a pod server handed to this process (already its owner): from ``facts``
-        (:meth:`facts`) and the two descriptors it sent, which the pod owns from now on. Its
-        directory must already be ``root / name``. Raises :class:`SandboxError` (closing both
-        descriptors) if the init's pidfd does not name a running process with that pid."""
-        pod = cls(settings, root, str(facts["name"]))
-        pod._conn = socket.socket(fileno=conn_fd)
-        pod.init_fd = init_fd
+        """The pod a pod server handed to this process (already its owner), from ``facts``
+        (:meth:`facts`) and the two descriptors it sent, which the pod owns from now on. What
+        the server says is checked against the engine: the container of that id has that name,
+        runs, and its init is the process of ``init_fd``; the pod's directory is ``root / name``,
+        a real directory of this uid. Raises :class:`SandboxError` otherwise (both descriptors
+        closed: the supervisor sees its connection close and ends the pod)."""
+        conn = socket.socket(fileno=conn_fd)
         try:
-            pid = int(facts["init_pid"])
-            info = Path(f"/proc/self/fdinfo/{init_fd}").read_text()
-            if int(info.split("Pid:", 1)[1].split()[0]) != pid or _readable(init_fd):
-                raise ValueError(f"the pidfd does not name process {pid}")
-            pod.init_pid = pid
+            name = str(facts["name"])
+            if not re.fullmatch(r"etpo-gym-\d+-[0-9a-f]{10}", name):
+                raise ValueError(f"a pod name {name[:80]!r}")
+            pod = cls(settings, root, name)
+        except Exception as exc:
+            conn.close()
+            os.close(init_fd)
+            raise SandboxError(f"a handed-over pod was not usable: {exc}", backend=BACKEND) from exc
+        pod._conn, pod.init_fd = conn, init_fd
+        try:
+            info = os.lstat(pod.root)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                raise ValueError(f"{pod.root} is not a directory of this uid")
             pod.container_id = str(facts["container_id"])
-            pod.io_dir = Path(str(facts["io_dir"]))
+            container = client.api.inspect_container(pod.container_id)
+            pid = int(container["State"].get("Pid") or 0)
+            fd_pid = int(
+                Path(f"/proc/self/fdinfo/{init_fd}").read_text().split("Pid:", 1)[1].split()[0]
+            )
+            if container.get("Name", "").lstrip("/") != name or pid != fd_pid or pid <= 0:
+                raise ValueError("the engine does not know the container as handed over")
+            if not container["State"].get("Running") or _readable(init_fd):
+                raise ValueError("the pod's container has exited")
+            pod.init_pid = pid
+            pod.io_dir = next(
+                Path(os.path.realpath(m["Source"]))
+                for m in container.get("Mounts", [])
+                if m.get("Destination") == IO_DIR
+            )
             pod.started = float(facts["started"])
             pod.preload_s = float(facts.get("preload_s") or 0.0)
-        except (KeyError, IndexError, OSError, TypeError, ValueError) as exc:
-            pod.release()  # its supervisor sees the connection close and ends the pod
+        except Exception as exc:
+            pod.release()
             raise SandboxError(f"a handed-over pod was not usable: {exc}", backend=BACKEND) from exc
         pod.cgroup = cgroup_dir(pod.init_pid, "memory")
         pod.cpu_cgroup = cgroup_dir(pod.init_pid, "cpuacct")

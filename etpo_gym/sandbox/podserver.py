@@ -8,20 +8,23 @@ Docker backend (``pod_server="auto"``, the default) takes one from it before it 
 
 **Hand-over.** A taken pod becomes the taker's own, as if it had started it:
 
-1. the taker connects to the server's ``SOCK_SEQPACKET`` socket (a root-only directory; the
-   server also checks that the peer's uid is its own) and names the settings it wants and its
-   own host directory;
-2. the server takes a pod whose settings are equal, obtains the taker's pidfd from the kernel
-   (``SO_PEERPIDFD``, so no pid can be reused in between) and sends it to the pod's supervisor
-   (``owner``): from then on the pod lives exactly as long as the taker;
-3. it moves the pod's host directory into the taker's (one ``rename``; the bind mounts follow),
-   sends the taker the pod's facts with its supervisor connection and its init's pidfd, and
-   closes its own copies. It then starts a replacement.
+1. the taker connects to the server's ``SOCK_SEQPACKET`` socket (mode 0600, in a directory only
+   the server's uid can write), believes it only if it runs as root or as the taker's uid, and
+   names the settings it wants and its own host directory; the server checks that the peer's uid
+   is its own;
+2. the server takes a ready pod whose settings are equal and moves the pod's host directory into
+   the taker's (one ``rename``; the bind mounts follow). If that fails the pod stays ready;
+3. it obtains the taker's pidfd from the kernel (``SO_PEERPIDFD``, so no pid can be reused in
+   between) and sends it to the pod's supervisor (``owner``), which accepts it only if the pod
+   is clean and has never forked a kernel: from then on the pod lives exactly as long as the
+   taker;
+4. it sends the taker the pod's facts with its supervisor connection and its init's pidfd, and
+   closes its own copies; the taker checks the facts against the engine. The server then starts
+   a replacement.
 
-If the taker dies at any point after step 2, the supervisor sees its pidfd and ends the pod; if
-the server dies before step 3, the connection closes and the supervisor ends it too; ready pods
-end with the server. A pod is handed over only clean and before it ever ran a kernel, so nothing
-of another process's episodes can be in it. The pod's container keeps the server's labels:
+If the taker dies at any point after step 3, the supervisor sees its pidfd and ends the pod; if
+the server dies before step 4, the connection closes and the supervisor ends it too; ready pods
+end with the server. The pod's container keeps the server's labels:
 :func:`etpo_gym.sandbox.engine.reap_orphans` leaves running pods alone (each one's supervisor
 watches its owner) and removes only stopped ones.
 
@@ -36,11 +39,14 @@ import dataclasses
 import json
 import logging
 import os
+import platform
 import select
 import signal
 import socket
+import stat
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +59,18 @@ log = logging.getLogger("etpo_gym.sandbox")
 ENV_VAR = "ETPO_GYM_POD_SERVER"
 DEFAULT_SOCKET = "/run/etpo-gym/pods.sock"
 OFF = ("off", "none", "")
-#: Seconds a taker waits for the server (a hand-over takes milliseconds).
-TAKE_TIMEOUT = 5.0
-_SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)  # Linux 6.5
+#: Seconds a taker waits for the server (a hand-over takes milliseconds; the server's own waits
+#: are shorter, so a slow server refuses before its taker gives up).
+TAKE_TIMEOUT = 30.0
+#: Seconds the server waits for a taker's request and for a supervisor's answer to ``owner``.
+REQUEST_S = 10.0
+HAND_OVER_S = 10.0
+# Linux 6.5 and later; 77 is its number in the generic socket options (x86, arm, riscv, s390).
+_SO_PEERPIDFD = getattr(
+    socket,
+    "SO_PEERPIDFD",
+    77 if platform.machine() in ("x86_64", "aarch64", "riscv64", "s390x") else None,
+)
 #: Settings a taken pod must share with the taker's (labels and timeouts do not change a pod).
 _COMPARED = (
     "image",
@@ -89,53 +104,90 @@ def _wanted(settings: PodSettings) -> dict[str, Any]:
     return {key: getattr(settings, key) for key in _COMPARED}
 
 
-def take_pod(path: str, settings: PodSettings, root: Path, uid: int | None = None) -> Pod | None:
-    """Take a ready pod from the server at ``path`` into ``root`` (this process's pod directory);
-    ``None`` if there is no server, none ready, or other settings (logged at debug level).
-    ``uid``: the kernel uid the caller insists on (``None``: the server's)."""
+def _connect(path: str, timeout: float) -> socket.socket:
+    """A connection to the server socket at ``path``, however long the path (through a
+    descriptor of its directory: ``AF_UNIX`` paths end at 108 bytes)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        conn.settimeout(timeout)
+        directory = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY)
+        try:
+            conn.connect(f"/proc/self/fd/{directory}/{os.path.basename(path)}")
+        finally:
+            os.close(directory)
+        # Only a server of this uid or root is believed: it hands over a process's sandbox.
+        _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if uid not in (0, os.geteuid()):
+            raise PermissionError(f"the server at {path} runs as uid {uid}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+#: Per server path: until when (monotonic) this process does not ask it again, after it did not
+#: answer in time (a stuck server must not add its timeout to every pod start).
+_QUIET_UNTIL: dict[str, float] = {}
+QUIET_S = 300.0
+
+
+def take_pod(
+    path: str, settings: PodSettings, root: Path, client: Any, uid: int | None = None
+) -> Pod | None:
+    """Take a ready pod from the server at ``path`` into ``root`` (this process's pod directory);
+    ``None`` if there is no server, none ready, other settings, or anything went wrong (logged;
+    the caller starts its own pod). ``uid``: the kernel uid the caller insists on (``None``: the
+    server's); ``client``: a Docker client, to check what the server says against the engine."""
+    if time.monotonic() < _QUIET_UNTIL.get(path, 0.0):
+        return None
     fds: list[int] = []
     try:
-        conn.settimeout(TAKE_TIMEOUT)
-        conn.connect(path)
-        request = {"op": "take", "settings": _wanted(settings), "root": str(root), "uid": uid}
-        conn.sendall(json.dumps(request).encode())
-        data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 2)
+        with _connect(path, TAKE_TIMEOUT) as conn:
+            request = {"op": "take", "settings": _wanted(settings), "root": str(root), "uid": uid}
+            conn.sendall(json.dumps(request).encode())
+            data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 2)
         reply = json.loads(data or b"{}")
-    except (OSError, ValueError) as exc:
+        if not isinstance(reply, dict) or not reply.get("ok") or len(fds) != 2:
+            error = reply.get("error", "no pod") if isinstance(reply, dict) else "a bad reply"
+            log.debug("pod server %s: %s", path, error)
+            for fd in fds:
+                os.close(fd)
+            return None
+        facts = reply["pod"]
+        mine = dataclasses.replace(settings, uid=int(facts["uid"]))
+    except TimeoutError:
+        _QUIET_UNTIL[path] = time.monotonic() + QUIET_S
+        log.warning(
+            "pod server %s did not answer in %g s: not asked for %g s", path, TAKE_TIMEOUT, QUIET_S
+        )
         for fd in fds:
             os.close(fd)
+        return None
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
         log.debug("pod server %s: %s", path, exc)
         return None
-    finally:
-        conn.close()
-    if not reply.get("ok") or len(fds) != 2:
+    except Exception as exc:
+        log.warning("pod server %s: %s", path, exc)
         for fd in fds:
             os.close(fd)
-        log.debug("pod server %s: %s", path, reply.get("error", "no pod"))
         return None
     try:
-        mine = dataclasses.replace(settings, uid=int(reply["pod"]["uid"]))
-        return Pod.adopt(mine, root, reply["pod"], fds[0], fds[1])
-    except (KeyError, TypeError, ValueError, SandboxError) as exc:
-        log.warning("pod server %s handed over an unusable pod: %s", path, exc)
+        return Pod.adopt(mine, root, facts, fds[0], fds[1], client)
+    except SandboxError as exc:
+        log.warning("pod server %s: %s", path, exc)
         return None
 
 
 def server_status(path: str) -> dict[str, Any]:
     """What the server at ``path`` says of itself: ``ready`` (pods), ``handed_over``, ``pid``,
     ``settings``. Raises :class:`SandboxError` if none answers there."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        conn.settimeout(TAKE_TIMEOUT)
-        conn.connect(path)
-        conn.sendall(json.dumps({"op": "status"}).encode())
-        reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
+        with _connect(path, TAKE_TIMEOUT) as conn:
+            conn.sendall(json.dumps({"op": "status"}).encode())
+            reply = json.loads(conn.recv(MAX_MESSAGE) or b"{}")
     except (OSError, ValueError) as exc:
         raise SandboxError(f"no pod server answers at {path}: {exc}") from None
-    finally:
-        conn.close()
-    if not reply.get("ok"):
+    if not isinstance(reply, dict) or not reply.get("ok"):
         raise SandboxError(f"the pod server at {path} refused: {reply.get('error')}")
     return reply
 
@@ -143,9 +195,11 @@ def server_status(path: str) -> dict[str, Any]:
 def _peer(conn: socket.socket) -> tuple[int, int, int]:
     """``(pid, uid, pidfd)`` of the process at the other end of ``conn``."""
     pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    try:
-        pidfd = conn.getsockopt(socket.SOL_SOCKET, _SO_PEERPIDFD)
-    except OSError:
+    pidfd = -1
+    if _SO_PEERPIDFD is not None:
+        with contextlib.suppress(OSError):
+            pidfd = conn.getsockopt(socket.SOL_SOCKET, _SO_PEERPIDFD)
+    if pidfd < 0:
         # Older kernels: open it by pid, then check the peer still holds its end (a pid reused
         # after the peer's death would belong to a process that does not).
         pidfd = os.pidfd_open(pid)
@@ -153,7 +207,7 @@ def _peer(conn: socket.socket) -> tuple[int, int, int]:
         poller.register(conn, select.POLLRDHUP)
         if poller.poll(0):
             os.close(pidfd)
-            raise OSError("the peer went away") from None
+            raise OSError("the peer went away")
     return pid, uid, pidfd
 
 
@@ -185,27 +239,41 @@ class PodServer:
         self._stopped = threading.Event()
 
     def open(self) -> None:
-        """Listen, and start the pods (in the background)."""
+        """Listen, and start the pods (in the background). Raises :class:`SandboxError` if the
+        socket's directory could let another user replace the socket, or a server answers
+        there already."""
         directory = Path(self.path).parent
         if not directory.exists():
             directory.mkdir(mode=0o700, parents=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        info = os.lstat(directory)
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        ):
+            raise SandboxError(
+                f"the pod server's socket directory {directory} must be a directory of uid "
+                f"{os.geteuid()} that no group or other user can write (mode 0700 or 0755)"
+            )
         with contextlib.suppress(OSError):
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                probe.connect(self.path)
-            except OSError:
+            probe = _connect(self.path, 5.0)
+            probe.close()
+            raise SandboxError(f"a pod server already answers at {self.path}")
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
                 os.unlink(self.path)  # left by a server that died
-            else:
-                listener.close()
-                raise SandboxError(f"a pod server already answers at {self.path}")
-            finally:
-                probe.close()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
         old = os.umask(0o177)
         try:
-            listener.bind(self.path)
+            # Through the directory's descriptor: AF_UNIX paths end at 108 bytes.
+            listener.bind(f"/proc/self/fd/{fd}/{os.path.basename(self.path)}")
+        except OSError as exc:
+            listener.close()
+            raise SandboxError(f"the pod server cannot listen at {self.path}: {exc}") from exc
         finally:
             os.umask(old)
+            os.close(fd)
         listener.listen(16)
         self._listener = listener
         self.backend.open()
@@ -231,7 +299,10 @@ class PodServer:
                         self._answer(conn)
                     except Exception as exc:  # a taker's bad request never ends the server
                         log.warning("pod server: a request failed: %r", exc)
-            self.backend.retire_old()
+            try:
+                self.backend.retire_old()  # in the background: answering never waits for it
+            except Exception as exc:
+                log.warning("pod server: replacing old pods failed: %r", exc)
 
     def stop(self) -> None:
         """Make :meth:`serve` return (any thread, or a signal handler)."""
@@ -261,7 +332,7 @@ class PodServer:
     # -- one taker ---------------------------------------------------------------------------
 
     def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(2.0)
+        conn.settimeout(REQUEST_S)
         try:
             pid, uid, pidfd = _peer(conn)
         except OSError:
@@ -323,26 +394,36 @@ class PodServer:
         return ""
 
     def _hand_over(self, conn: socket.socket, pod: Pod, pidfd: int, root: Path) -> None:
+        # The directory first (a rename may fail, e.g. across mounts): until the owner changes,
+        # a refusal puts the pod back unharmed.
+        home, target = pod.root, root / pod.name
         try:
-            pod.hand_over(pidfd)
+            os.rename(home, target)
+        except OSError as exc:
+            self.backend.put_back(pod)
+            self._reply(conn, error=f"cannot move a pod into {root}: {exc}")
+            return
+        pod.move_to(root)
+        try:
+            pod.hand_over(pidfd, timeout=HAND_OVER_S)
         except SandboxError as exc:
+            with contextlib.suppress(OSError):
+                os.rename(target, home)
+                pod.move_to(home.parent)
             self._reply(conn, error=f"the hand-over failed: {exc}")
-            self.backend._retire(pod)
+            self.backend.retire_later(pod)
             return
         # From here the pod is the taker's: it ends when the taker does, whatever happens here.
         try:
-            target = root / pod.name
-            os.rename(pod.root, target)
-            facts = pod.facts()
             socket.send_fds(
-                conn, [json.dumps({"ok": True, "pod": facts}).encode()], list(pod.descriptors())
+                conn,
+                [json.dumps({"ok": True, "pod": pod.facts()}).encode()],
+                list(pod.descriptors()),
             )
             self.handed_over += 1
         except (OSError, SandboxError) as exc:
+            # The taker has no connection: the supervisor sees it close below and ends the pod.
             log.warning("pod server: handing %s over failed (%s): it ends", pod.name, exc)
-            with contextlib.suppress(OSError):
-                pod.release()
-            return
         pod.release()
 
     def _status(self, conn: socket.socket) -> None:

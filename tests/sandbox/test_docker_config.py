@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
 
 import etpo_gym  # noqa: F401 - registers the envs
 from etpo_gym.errors import ConfigError, EngineUnavailable, SandboxUnavailable
-from etpo_gym.sandbox import engine, make_sandbox, resolve_backend
+from etpo_gym.sandbox import engine, make_sandbox, podserver, resolve_backend
 from etpo_gym.sandbox.client import KernelClient, ProtocolFailure
 from etpo_gym.sandbox.docker import DockerSandbox, docker_status
 from etpo_gym.sandbox.image import debian_mirror, index_settings, requirements
+from etpo_gym.sandbox.pod import PodSettings
 from etpo_gym.sandbox.provisioner import Connection
 
 NO_ENGINE = "unix:///nonexistent/etpo-gym-test.sock"
@@ -231,3 +235,92 @@ def test_debian_mirror_comes_from_apt_sources():
         pytest.skip(str(exc))
     assert mirror.startswith(("http://", "https://")) and mirror.rstrip("/").endswith("/debian")
     assert suite
+
+
+# -- pod server, without an engine (the engine-backed tests: test_pod_server.py) ---------------
+
+
+def test_pod_server_settings_name_the_value_and_what_is_accepted(tmp_path):
+    with pytest.raises(ConfigError, match=r"pods=0 .*1\.\.16"):
+        podserver.PodServer(str(tmp_path / "s"), pods=0)
+    with pytest.raises(ConfigError, match="reuse"):
+        podserver.PodServer(str(tmp_path / "s"), reuse=False)
+    with pytest.raises(ConfigError, match=r"pod_server='' .*'auto'"):
+        DockerSandbox(pod_server="")
+
+
+def test_auto_finds_the_pod_server_named_by_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(podserver.ENV_VAR, str(tmp_path / "s.sock"))
+    assert podserver.resolve("auto") == str(tmp_path / "s.sock")
+    monkeypatch.setenv(podserver.ENV_VAR, "off")
+    assert podserver.resolve("auto") is None
+    assert podserver.resolve(None) is None and podserver.resolve("/x") == "/x"
+
+
+def _pod_settings() -> PodSettings:
+    return PodSettings("img", 61000, 2**30, 1.0, 256, 2**20, 2**20, 2**20, 600.0, 60.0, {})
+
+
+def test_a_stuck_pod_server_costs_one_timeout_then_is_not_asked(monkeypatch, tmp_path):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(tmp_path / "s.sock"))
+    listener.listen(8)  # accepts connections (the kernel does), never answers
+    monkeypatch.setattr(podserver, "TAKE_TIMEOUT", 0.2)
+    monkeypatch.setattr(podserver, "_QUIET_UNTIL", {})
+    path = str(tmp_path / "s.sock")
+    try:
+        assert podserver.take_pod(path, _pod_settings(), tmp_path, client=None) is None
+        assert path in podserver._QUIET_UNTIL
+        listener.settimeout(0)
+        listener.accept()[0].close()  # the one connection it made
+        assert podserver.take_pod(path, _pod_settings(), tmp_path, client=None) is None
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # not asked again
+    finally:
+        listener.close()
+
+
+FAKE_SERVER = r"""
+import json, os, socket, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+listener.bind(sys.argv[1])
+listener.listen(1)
+print("listening", flush=True)
+conn, _ = listener.accept()
+print("received", len(conn.recv(65536)), flush=True)
+facts = {"name": "etpo-gym-1-0123456789", "uid": 61000, "container_id": "x", "init_pid": 1,
+         "started": 0.0}
+socket.send_fds(conn, [json.dumps({"ok": True, "pod": facts}).encode()], [0, 1])
+conn.recv(1)
+"""
+
+
+def test_a_taker_believes_no_pod_server_of_another_user(tmp_path):
+    """A socket at the server's path that another user made (in a directory it could write) is
+    not a pod server: its "pod" would be a fake supervisor, its kernels fake rewards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the fake server as another user")
+    python = "/usr/bin/python3"  # one that another user can run (not under a home directory)
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"no {python} for the fake server")
+    shared = Path(tempfile.mkdtemp(prefix="etpo-gym-test-shared-"))  # pytest's tmp is 0700
+    shared.chmod(0o777)
+    path = str(shared / "s.sock")
+    fake = subprocess.Popen(
+        [python, "-c", FAKE_SERVER, path],
+        stdout=subprocess.PIPE,
+        text=True,
+        user=65534,
+        group=65534,
+        cwd=str(shared),
+    )
+    try:
+        assert fake.stdout.readline().strip() == "listening"
+        assert os.stat(path).st_uid == 65534
+        assert podserver.take_pod(path, _pod_settings(), tmp_path, client=None) is None
+        # Not even the request (which names this process's directory) went to it.
+        assert fake.stdout.readline().strip() == "received 0"
+    finally:
+        fake.kill()
+        fake.wait()
+        shutil.rmtree(shared)

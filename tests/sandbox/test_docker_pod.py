@@ -330,25 +330,30 @@ def test_oom_is_a_host_fact_and_the_pod_survives_it(pod):
     assert pod.kernel_status() == -signal.SIGKILL
 
 
-def test_a_pod_is_handed_over_only_clean_and_to_a_live_process(pod):
-    """The supervisor's own checks behind the pod server's (which hands over unused pods only)."""
+def test_a_pod_is_handed_over_only_unused_and_to_a_live_process(engine, root):
+    """The supervisor's own checks behind the pod server's: a pod that served a kernel (even
+    wiped clean since) is never handed over, nor one to a process that has exited."""
+    p = pods.Pod(settings(), root, "etpo-gym-test-" + secrets.token_hex(5))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead_fd = os.pidfd_open(dead.pid)
     dead.wait()
-    try:
-        with pytest.raises(SandboxError, match="new owner has exited"):
-            pod.hand_over(dead_fd)
-    finally:
-        os.close(dead_fd)
-    pod.spawn(5, secrets.token_hex(16), ENV)
     me = os.pidfd_open(os.getpid())
     try:
-        with pytest.raises(SandboxError, match="not clean"):
-            pod.hand_over(me)
+        p.start(engine)
+        with pytest.raises(SandboxError, match="new owner has exited"):
+            p.hand_over(dead_fd)
+        p.spawn(5, secrets.token_hex(16), ENV)
+        with pytest.raises(SandboxError, match=r"not clean|served 1 kernel"):
+            p.hand_over(me)
+        assert p.wipe() == []
+        with pytest.raises(SandboxError, match="served 1 kernel"):
+            p.hand_over(me)
+        assert p.alive()
     finally:
+        os.close(dead_fd)
         os.close(me)
-    assert pod.wipe() == []
-    assert pod.alive()
+        p.end()
+        p.wait_removed(engine)
 
 
 def test_an_unprovable_pod_says_so(pod):

@@ -11,9 +11,9 @@ in a directory only uid 0 can enter (``/ctl``), and receives a pidfd of the owni
 exits — which ends the container, and the engine then removes it with its anonymous volumes —
 as soon as that pidfd says the owner died, the connection reaches EOF, no owner answers within
 ``CONNECT_S`` seconds, or the container's hard lifetime cap passes. No other process needs to
-run for an orphan to go away. A pod server (the host's ``podserver.py``) may hand a clean pod to
-another process: it sends that process's pidfd (``owner``), and from then on the pod lives as
-long as the new owner, which holds the connection.
+run for an orphan to go away. A pod server (the host's ``podserver.py``) may hand a clean pod
+that has never served a kernel to another process: it sends that process's pidfd (``owner``),
+and from then on the pod lives as long as the new owner, which holds the connection.
 
 **Kernels.** ``spawn`` forks this single-threaded interpreter; the child starts a new session,
 lowers its limits, drops every capability from its bounding set, becomes the kernel uid (no
@@ -236,6 +236,7 @@ class Supervisor:
         self.owner_fd = -1
         self.peer = ""  # socket inode of the owner's end of the connection
         self.poller = select.poll()
+        self.spawned = 0  # kernels forked so far: a pod that served one is never handed over
         self.kernel_pid = 0
         self.kernel_status: int | None = None
         self.clean = False
@@ -363,11 +364,18 @@ class Supervisor:
     def new_owner(self, pidfd: int) -> None:
         """Hand-over (a pod server gives this pod to another process): from now on the pod
         lives as long as the process of ``pidfd``, and the connection moves to it with this
-        request. Refused while a kernel runs or the pod is not clean."""
-        if not self.clean or _readable(pidfd):
+        request. Refused unless the pod is clean and has never served a kernel (nothing of its
+        owner's episodes may reach the next owner), or if the new owner has exited."""
+        why = ""
+        if self.spawned:
+            why = f"the pod has served {self.spawned} kernel(s)"
+        elif not self.clean:
+            why = "the pod is not clean"
+        elif _readable(pidfd):
+            why = "the new owner has exited"
+        if why:
             os.close(pidfd)
-            why = "not clean" if not self.clean else "the new owner has exited"
-            self.send({"op": "owner", "ok": False, "error": f"the pod is {why}"})
+            self.send({"op": "owner", "ok": False, "error": why})
             return
         self.poller.unregister(self.owner_fd)
         os.close(self.owner_fd)
@@ -453,6 +461,7 @@ class Supervisor:
         if len(os.listdir("/proc/self/task")) != 1:
             raise RuntimeError("the supervisor has threads: a fork would not be safe")
         self.clean = False
+        self.spawned += 1
         self.kernel_status = None
         ready_r, ready_w = os.pipe()
         pid = os.fork()

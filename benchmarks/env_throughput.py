@@ -57,11 +57,11 @@ from etpo_gym.scoring import score
 from etpo_gym.tasks.base import holdout_split
 
 SETTLE_S = 4.0
-#: Docker modes: the settings that make each ("server": its path is filled in at run time).
+#: Docker modes: the settings that make each (and "server": pods from the benchmark's own pod
+#: server, whose socket path is known at run time).
 MODES: dict[str, dict[str, object]] = {
     "before": {"reuse": False, "pod_server": "off"},
     "after": {"reuse": True, "pod_server": "off"},
-    "server": {"reuse": True},
 }
 #: Pods the benchmark's pod server keeps ready: each cold start makes two envs, each of which
 #: takes two pods (its first kernel's, and its pool's pre-started next kernel's).
@@ -214,18 +214,18 @@ def fresh_episodes(task_name: str, episodes: int, rounds: int) -> dict[str, dict
 def _fresh_episodes(
     task_name: str, episodes: int, rounds: int, server: PodServerProcess
 ) -> dict[str, dict[str, float]]:
-    MODES["server"]["pod_server"] = server.path
-    colds: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
+    modes = {**MODES, "server": {"reuse": True, "pod_server": server.path}}
+    colds: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
     for _ in range(rounds):
-        for mode, settings in MODES.items():
+        for mode, settings in modes.items():
             if mode == "server":
                 server.wait_ready()
             colds[mode].append(cold_start_s(task_name, settings))
     envs = {
         mode: gym.make("DataSci-v0", task=task_name, sandbox="docker", sandbox_kwargs=settings)
-        for mode, settings in MODES.items()
+        for mode, settings in modes.items()
     }
-    totals = {mode: [0.0, 0.0, 0.0, 0] for mode in MODES}
+    totals = {mode: [0.0, 0.0, 0.0, 0] for mode in modes}
     try:
         for env in envs.values():
             episode_block(env, 2)  # warm-up: the first pods and kernels are not timed

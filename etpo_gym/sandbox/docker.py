@@ -355,8 +355,6 @@ class DockerBackend(Backend):
         )
         if pod is None:
             return None
-        with contextlib.suppress(Exception):
-            pod.container = client.containers.get(pod.container_id)
         with self._lock:
             closed = self._closed
             if not closed:

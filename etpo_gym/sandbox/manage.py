@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ok and path is not None:
                 try:
                     facts = podserver.server_status(path)
-                    print(f"pod server at {path}: {facts['ready']} pods ready (pid {facts['pid']})")
+                    print(
+                        f"pod server at {path}: ready pods: {facts['ready']} (pid {facts['pid']})"
+                    )
                 except SandboxError as exc:
                     print(f"pod server: {exc}")
             return 0 if ok else 1

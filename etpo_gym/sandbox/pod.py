@@ -148,6 +148,14 @@ def process_end(pidfd: int) -> tuple[bool, int | None]:
     return False, None
 
 
+def _io_mount(info: Mapping[str, Any]) -> Path:
+    """The host path of a pod's io volume, from the engine's ``inspect`` of its container."""
+    for mount in info.get("Mounts", []):
+        if mount.get("Destination") == IO_DIR:
+            return Path(os.path.realpath(mount["Source"]))
+    raise KernelStartError("the pod's container has no io volume", backend=BACKEND)
+
+
 def cgroup_dir(pid: int, controller: str) -> Path | None:
     """The host path of process ``pid``'s cgroup for ``controller`` (v1), or its unified
     cgroup (v2); ``None`` if it cannot be found."""
@@ -423,11 +431,7 @@ class Pod:
     def _find_init(self, client: Any) -> None:
         """The container's init: its pid, a pidfd on it, and its memory cgroup."""
         info = client.api.inspect_container(self.container_id)
-        self.io_dir = next(
-            Path(os.path.realpath(m["Source"]))
-            for m in info.get("Mounts", [])
-            if m.get("Destination") == IO_DIR
-        )
+        self.io_dir = _io_mount(info)
         pid = int(info["State"].get("Pid") or 0)
         if not pid:
             raise KernelStartError("the pod's container exited at once", backend=BACKEND)
@@ -552,11 +556,8 @@ class Pod:
             if not container["State"].get("Running") or _readable(init_fd):
                 raise ValueError("the pod's container has exited")
             pod.init_pid = pid
-            pod.io_dir = next(
-                Path(os.path.realpath(m["Source"]))
-                for m in container.get("Mounts", [])
-                if m.get("Destination") == IO_DIR
-            )
+            pod.io_dir = _io_mount(container)
+            pod.container = client.containers.prepare_model(container)
             pod.started = float(facts["started"])
             pod.preload_s = float(facts.get("preload_s") or 0.0)
         except Exception as exc:
@@ -640,7 +641,7 @@ class Pod:
                     socket.send_fds(conn, [payload], list(fds))
                 else:
                     conn.sendall(payload)
-                data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 4)
+                data, received, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 4)
             except OSError as exc:
                 raise SandboxError(
                     f"pod {self.name}: no answer from its supervisor to {message.get('op')}: "
@@ -648,18 +649,18 @@ class Pod:
                     backend=BACKEND,
                 ) from exc
         if not data:
-            for fd in fds:
+            for fd in received:
                 os.close(fd)
             raise SandboxError(f"pod {self.name}: its supervisor exited", backend=BACKEND)
         reply = json.loads(data)
         if not reply.get("ok"):
-            for fd in fds:
+            for fd in received:
                 os.close(fd)
             raise SandboxError(
                 f"pod {self.name}: {message.get('op')} failed: {reply.get('error')}",
                 backend=BACKEND,
             )
-        return reply, list(fds)
+        return reply, list(received)
 
     def spawn(self, seed: int, key: str, env: Mapping[str, str]) -> PodKernel:
         """Fork a fresh kernel (the pod must be clean). Returns once it has made its files."""

@@ -45,7 +45,6 @@ import signal
 import socket
 import stat
 import struct
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +103,12 @@ def _wanted(settings: PodSettings) -> dict[str, Any]:
     return {key: getattr(settings, key) for key in _COMPARED}
 
 
+def _peer_cred(conn: socket.socket) -> tuple[int, int]:
+    """``(pid, uid)`` of the process at the other end of ``conn`` (``SO_PEERCRED``)."""
+    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid, uid
+
+
 def _connect(path: str, timeout: float) -> socket.socket:
     """A connection to the server socket at ``path``, however long the path (through a
     descriptor of its directory: ``AF_UNIX`` paths end at 108 bytes)."""
@@ -116,13 +121,17 @@ def _connect(path: str, timeout: float) -> socket.socket:
         finally:
             os.close(directory)
         # Only a server of this uid or root is believed: it hands over a process's sandbox.
-        _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        _, uid = _peer_cred(conn)
         if uid not in (0, os.geteuid()):
             raise PermissionError(f"the server at {path} runs as uid {uid}")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+class _NoPod(Exception):
+    """The server answered, without a pod (none ready, other settings, refused)."""
 
 
 #: Per server path: until when (monotonic) this process does not ask it again, after it did not
@@ -148,28 +157,24 @@ def take_pod(
             data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 2)
         reply = json.loads(data or b"{}")
         if not isinstance(reply, dict) or not reply.get("ok") or len(fds) != 2:
-            error = reply.get("error", "no pod") if isinstance(reply, dict) else "a bad reply"
-            log.debug("pod server %s: %s", path, error)
-            for fd in fds:
-                os.close(fd)
-            return None
+            raise _NoPod(reply.get("error", "no pod") if isinstance(reply, dict) else reply)
         facts = reply["pod"]
         mine = dataclasses.replace(settings, uid=int(facts["uid"]))
-    except TimeoutError:
-        _QUIET_UNTIL[path] = time.monotonic() + QUIET_S
-        log.warning(
-            "pod server %s did not answer in %g s: not asked for %g s", path, TAKE_TIMEOUT, QUIET_S
-        )
-        for fd in fds:
-            os.close(fd)
-        return None
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        log.debug("pod server %s: %s", path, exc)
-        return None
     except Exception as exc:
-        log.warning("pod server %s: %s", path, exc)
         for fd in fds:
             os.close(fd)
+        if isinstance(exc, TimeoutError):
+            _QUIET_UNTIL[path] = time.monotonic() + QUIET_S
+            log.warning(
+                "pod server %s did not answer in %g s: not asked for %g s",
+                path,
+                TAKE_TIMEOUT,
+                QUIET_S,
+            )
+        elif isinstance(exc, (_NoPod, FileNotFoundError, ConnectionRefusedError)):
+            log.debug("pod server %s: %s", path, exc)  # none there, none ready, other settings
+        else:
+            log.warning("pod server %s: %r", path, exc)
         return None
     try:
         return Pod.adopt(mine, root, facts, fds[0], fds[1], client)
@@ -188,13 +193,14 @@ def server_status(path: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise SandboxError(f"no pod server answers at {path}: {exc}") from None
     if not isinstance(reply, dict) or not reply.get("ok"):
-        raise SandboxError(f"the pod server at {path} refused: {reply.get('error')}")
+        error = reply.get("error") if isinstance(reply, dict) else reply
+        raise SandboxError(f"the pod server at {path} refused: {error!r}")
     return reply
 
 
 def _peer(conn: socket.socket) -> tuple[int, int, int]:
     """``(pid, uid, pidfd)`` of the process at the other end of ``conn``."""
-    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    pid, uid = _peer_cred(conn)
     pidfd = -1
     if _SO_PEERPIDFD is not None:
         with contextlib.suppress(OSError):
@@ -236,7 +242,6 @@ class PodServer:
         self.handed_over = 0
         self._listener: socket.socket | None = None
         self._stop_r, self._stop_w = os.pipe()
-        self._stopped = threading.Event()
 
     def open(self) -> None:
         """Listen, and start the pods (in the background). Raises :class:`SandboxError` if the
